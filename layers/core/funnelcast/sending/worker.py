@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from funnelcast.errors import FunnelcastError, ProviderError, TemplateRenderError
 from funnelcast.jobs import DeliveryRecord, DeliveryStatus, Recipient, SendJob
-from funnelcast.rules.models import Campaign, RuleSet
+from funnelcast.rules.models import Campaign, Channel, RuleSet
 from funnelcast.sending.providers.base import AmbiguousProviderError, Provider, ProviderRequest
 from funnelcast.sending.render import RenderedMessage, RenderRequest, render_message
 from funnelcast.sending.state import SendStates
@@ -190,7 +190,7 @@ def process_job(job: SendJob, deps: SenderDependencies) -> JobOutcome:
         # The handed_off states were written before this enqueue; a lost enqueue is retried by
         # redelivery of this job (the recipients are then skipped as handed_off) - so send first.
         follow = _follow_up(
-            job, recipients, suffix=f"fb-{next_channel}", channel=next_channel, fallback_from=job.channel
+            job, recipients, suffix=f"fb-{next_channel}", channel=Channel(next_channel), fallback_from=job.channel
         )
         deps.queues.send(next_channel, follow.model_dump_json())
         outcome.fallbacks += len(recipients)
