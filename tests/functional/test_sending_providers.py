@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -126,8 +126,8 @@ def test_sms_sends_promotional_with_context_and_maps_errors() -> None:
 class Vendor(BaseHTTPRequestHandler):
     """A scripted HTTP vendor: pops one (status, body, delay) per request and keeps what it got."""
 
-    script: list[tuple[int, bytes, float]] = []
-    received: list[tuple[dict[str, str], bytes]] = []
+    script: ClassVar[list[tuple[int, bytes, float]]] = []
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
