@@ -99,9 +99,7 @@ def round_trips_of_100(concurrency: int) -> tuple[float, int]:
 def main() -> None:
     median_ms, heavy = cold_import_ms()
     print(f"sender cold import (python -X importtime, median of 5): {median_ms:.1f} ms")
-    print(
-        f"  budget {IMPORT_BUDGET_MS:.0f} ms -> ratio {median_ms / IMPORT_BUDGET_MS:.2f}; heavy modules: {heavy}"
-    )
+    print(f"  budget {IMPORT_BUDGET_MS:.0f} ms -> ratio {median_ms / IMPORT_BUDGET_MS:.2f}; heavy modules: {heavy}")
     print(
         f"first-invocation imports (Powertools, models, worker; liquid and boto3 excluded): "
         f"{first_invocation_import_ms():.1f} ms"

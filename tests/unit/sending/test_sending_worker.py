@@ -20,7 +20,7 @@ from funnelcast.rules.models import RuleSet
 from funnelcast.sending.batch import handle_batch
 from funnelcast.sending.fakes import FakeProvider, SimulatedCrashError, fake_providers
 from funnelcast.sending.state import MemorySendStates
-from funnelcast.sending.worker import BadJobError, SenderDependencies, parse_job, process_job
+from funnelcast.sending.worker import BadJobError, JobInterruptedError, SenderDependencies, parse_job, process_job
 from funnelcast.storage import LocalStore
 
 NOW = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 12:00 in Seoul: inside every window
@@ -205,7 +205,7 @@ def test_crash_after_provider_accept_never_duplicates(
 
     providers["kakao_brand"].after_accept = crash
     the_job = job([recipient(2)])
-    with pytest.raises(SimulatedCrashError):
+    with pytest.raises(JobInterruptedError, match="SimulatedCrashError"):
         process_job(the_job, deps)
     providers["kakao_brand"].after_accept = None
     # When SQS redelivers before the lease expires, Then nothing is sent and the record retries
@@ -220,6 +220,20 @@ def test_crash_after_provider_accept_never_duplicates(
     # And one more redelivery is silently skipped
     assert process_job(the_job, deps).records == []
     assert providers["kakao_brand"].send_ids() == ["s0002"]
+
+
+def test_one_recipient_crash_keeps_the_other_rows(deps: SenderDependencies, providers: dict[str, FakeProvider]) -> None:
+    # Given a batch where the worker dies on user 2 but user 4 was sent
+    def crash_on_user_2(entry: Any) -> None:
+        if entry.user_id == 2:
+            raise SimulatedCrashError(entry.send_id)
+
+    providers["kakao_brand"].after_accept = crash_on_user_2
+    response = handle_batch(sqs_event(job([recipient(2), recipient(4)]).model_dump_json()), None, deps, "kakao_brand")
+    # Then the record is redelivered and user 4's row is written anyway
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    (key,) = deps.deliveries.list_keys("deliveries/")
+    assert [json.loads(line)["user_id"] for line in deps.deliveries.get_bytes(key).splitlines()] == [4]
 
 
 def test_redelivered_done_send_is_skipped(deps: SenderDependencies, providers: dict[str, FakeProvider]) -> None:

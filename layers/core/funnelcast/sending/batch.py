@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from funnelcast.jobs import DeliveryRecord
-from funnelcast.sending.worker import SenderDependencies, parse_job, process_job, write_deliveries
+from funnelcast.sending.worker import JobInterruptedError, SenderDependencies, parse_job, process_job, write_deliveries
 
 
 class RetryLaterError(Exception):
@@ -36,6 +36,10 @@ def handle_batch(event: dict[str, Any], context: Any, deps: SenderDependencies, 
             raise
         try:
             outcome = process_job(job, deps)
+        except JobInterruptedError as exc:
+            records.extend(exc.outcome.records)
+            deps.log("job interrupted", {"job_id": job.job_id, "error": str(exc)})
+            raise
         except Exception as exc:
             deps.log("job failed", {"job_id": job.job_id, "error": f"{type(exc).__name__}: {exc}"})
             raise
@@ -43,7 +47,8 @@ def handle_batch(event: dict[str, Any], context: Any, deps: SenderDependencies, 
         if outcome.retry:
             raise RetryLaterError(f"job {job.job_id}: some recipients must be retried")
 
-    processor = BatchProcessor(event_type=EventType.SQS)
+    # Report every failed record, even when all fail, instead of erroring the whole invocation.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     try:
         response = dict(
             process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -78,6 +78,14 @@ class BadJobError(FunnelcastError):
     """A job cannot be processed at all (wrong channel, missing template): dead-lettered."""
 
 
+class JobInterruptedError(FunnelcastError):
+    """A recipient hit an unexpected error; ``outcome`` holds the rows of the others (SQS redelivers)."""
+
+    def __init__(self, outcome: JobOutcome, cause: BaseException) -> None:
+        self.outcome = outcome
+        super().__init__(f"{type(cause).__name__}: {cause}")
+
+
 @dataclass
 class SenderDependencies:
     """Everything the worker touches; ``from_settings`` builds the AWS ones, tests pass fakes."""
@@ -173,7 +181,14 @@ def process_job(job: SendJob, deps: SenderDependencies) -> JobOutcome:
         raise BadJobError(f"job {job.job_id}: campaign {job.campaign_id!r} not in rule set {job.rules_hash}") from exc
     ready = _hold_back_out_of_window(job, campaign, ruleset, now, deps, outcome)
     with ThreadPoolExecutor(max_workers=max(1, deps.concurrency)) as pool:
-        results = list(pool.map(lambda r: _send_one(job, r, campaign, ruleset, now, provider, deps), ready))
+        futures = [pool.submit(_send_one, job, r, campaign, ruleset, now, provider, deps) for r in ready]
+    results: list[_Result] = []
+    crash: BaseException | None = None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except Exception as exc:  # one recipient's unexpected error must not lose the others' rows
+            crash = crash or exc
     fallback: dict[str, list[Recipient]] = {}
     for result in results:
         if result.record is not None:
@@ -197,6 +212,8 @@ def process_job(job: SendJob, deps: SenderDependencies) -> JobOutcome:
         _count(outcome, "fallback", len(recipients))
     for name, value in outcome.counts.items():
         deps.metrics.add_metric(name.capitalize(), "Count", value)
+    if crash is not None:
+        raise JobInterruptedError(outcome, crash) from crash
     return outcome
 
 
