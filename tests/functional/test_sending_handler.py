@@ -16,6 +16,7 @@ import pytest
 from moto import mock_aws
 
 from funnelcast.aws.clients import client
+from funnelcast.errors import ConfigurationError
 from funnelcast.jobs import SendJob
 from funnelcast.rules.models import RuleSet
 from funnelcast.sending.batch import handle_batch
@@ -202,3 +203,16 @@ def test_lambda_handler_end_to_end(cloud: dict[str, str], monkeypatch: pytest.Mo
     # When SQS invokes it with a good job and a poison body
     response = send_message.lambda_handler(event(push_job(cloud), "{oops"), context)
     assert_push_then_sms_fallback(cloud, response)
+
+
+def test_kakao_api_key_comes_from_ssm_via_powertools_parameters(cloud: dict[str, str]) -> None:
+    # Given the vendor API key as a SecureString in SSM
+    boto3.client("ssm", region_name=REGION).put_parameter(Name="/fc/kakao", Value="k-123", Type="SecureString")
+    settings = Settings.from_env(
+        {"KAKAO_BASE_URL": "https://vendor.example", "KAKAO_SENDER_KEY": "S", "KAKAO_API_KEY_PARAMETER": "/fc/kakao"}
+    )
+    provider = build_provider("kakao_alimtalk", settings)
+    # Then the provider reads it on demand (not at construction)
+    assert provider._api_key() == "k-123"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="KAKAO_BASE_URL"):
+        build_provider("kakao_brand", Settings.from_env({}))

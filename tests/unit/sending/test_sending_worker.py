@@ -415,3 +415,18 @@ def test_handler_import_is_light_and_never_imports_pandas() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_metrics_count_outcomes_per_job(deps: SenderDependencies) -> None:
+    # Given a recording metrics sink, When a job sends one and falls back one
+    seen: list[tuple[str, str, float]] = []
+
+    class Recorder:
+        def add_metric(self, name: str, unit: str, value: float) -> None:
+            seen.append((name, unit, value))
+
+    deps.metrics = Recorder()
+    process_job(job([recipient(1), recipient(2)]), deps)
+    counts = {name: value for name, unit, value in seen if unit == "Count"}
+    assert counts == {"Sent": 1, "Fallback": 1}
+    assert sum(1 for name, _, _ in seen if name == "ProviderLatency") == 2
