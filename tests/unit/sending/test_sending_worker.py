@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from funnelcast.jobs import Contact, Recipient, SendJob
-from funnelcast.rules.models import RuleSet
+from funnelcast.rules.models import Purpose, RuleSet
 from funnelcast.sending.batch import handle_batch
 from funnelcast.sending.fakes import FakeProvider, SimulatedCrashError, fake_providers
 from funnelcast.sending.state import MemorySendStates
@@ -430,3 +431,34 @@ def test_metrics_count_outcomes_per_job(deps: SenderDependencies) -> None:
     counts = {name: value for name, unit, value in seen if unit == "Count"}
     assert counts == {"Sent": 1, "Fallback": 1}
     assert sum(1 for name, _, _ in seen if name == "ProviderLatency") == 2
+
+
+def test_fake_faults_are_seeded_and_every_call_is_kept() -> None:
+    # Given a fake that throttles half the time, When it is called 200 times
+    from funnelcast.errors import ProviderError
+    from funnelcast.sending.providers.base import ProviderRequest
+    from funnelcast.sending.render import RenderedMessage
+
+    def attempt(fake: FakeProvider) -> list[str]:
+        for i in range(200):
+            request = ProviderRequest(
+                f"s{i}", "cart", i, Purpose.ADVERTISING, Contact(phone="+8210"), RenderedMessage("sms", "hi")
+            )
+            with contextlib.suppress(ProviderError):
+                fake.send(request)
+        return [result for _, _, result in fake.attempts]
+
+    first = attempt(FakeProvider("sms", retryable_rate=0.5, seed=7))
+    # Then roughly half were throttled, the same way on every run, and only accepted ones are in the outbox
+    assert 70 < first.count("sms:throttled") < 130
+    assert first == attempt(FakeProvider("sms", retryable_rate=0.5, seed=7))
+    assert len(first) == 200
+
+
+def test_capped_on_the_fallback_channel_gives_the_place_back(deps: SenderDependencies) -> None:
+    # Given user 1 handed from kakao_brand to sms, where the sms day cap refuses
+    process_job(job([recipient(1)]), deps)
+    deps.caps.refuse = {1: "day:sms"}  # type: ignore[attr-defined]
+    records = run_fallbacks(deps)
+    assert [(r.status, r.reason, r.channel) for r in records] == [("capped", "capped:day:sms", "sms")]
+    assert deps.caps.released == ["s0001"]  # type: ignore[attr-defined]

@@ -58,6 +58,7 @@ class FakeProvider:
     after_accept: Callable[[OutboxEntry], None] | None = None
     refuse_users: frozenset[int | str] = frozenset()
     outbox: list[OutboxEntry] = field(default_factory=list)
+    attempts: list[tuple[str, int | str, str]] = field(default_factory=list)  # (send_id, user, result)
     calls: int = 0
 
     def __post_init__(self) -> None:
@@ -70,6 +71,19 @@ class FakeProvider:
         with self._lock:
             self.calls += 1
             draw_retry, draw_refuse = self._rng.random(), self._rng.random()
+        try:
+            entry = self._accept(request, draw_retry, draw_refuse)
+        except ProviderError as exc:
+            with self._lock:
+                self.attempts.append((request.send_id, request.user_id, exc.reason))
+            raise
+        with self._lock:
+            self.attempts.append((request.send_id, request.user_id, "accepted"))
+        if self.after_accept is not None:
+            self.after_accept(entry)  # accepted, but the worker has not heard back yet
+        return entry.message_id
+
+    def _accept(self, request: ProviderRequest, draw_retry: float, draw_refuse: float) -> OutboxEntry:
         contact_field = _CONTACT_OF[self.channel]
         if contact_field is not None and not getattr(request.contact, contact_field):
             raise ProviderError(f"{self.channel}:no_{contact_field}", refused=True)
@@ -93,9 +107,7 @@ class FakeProvider:
         )
         with self._lock:
             self.outbox.append(entry)
-        if self.after_accept is not None:
-            self.after_accept(entry)
-        return entry.message_id
+        return entry
 
     def send_ids(self) -> list[str]:
         """Send ids in the outbox, in acceptance order (duplicates kept: tests look for them)."""

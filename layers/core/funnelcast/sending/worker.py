@@ -289,6 +289,10 @@ def _send_one(  # noqa: PLR0917
     if reserved.status == "refused":
         cap = reserved.cap or "unknown"
         reason = "resend_after" if cap == "resend_after" else f"capped:{cap}"
+        if job.fallback_from is not None:
+            # The first channel's place is still held: nothing went out, so give it back.
+            deps.caps.release(reservation)
+            deps.states.finish(send_id, "failed", now)
         return _Result(_record(job, recipient, now, DeliveryStatus.CAPPED, reason))
     claim = deps.states.claim(send_id, channel, now, deps.lease)
     if claim.status in {"done", "handed_off"}:
