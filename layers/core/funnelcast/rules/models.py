@@ -576,6 +576,10 @@ class Policy(Rule):
     suppression: Suppression = Suppression()
     rfm: RfmPolicy = RfmPolicy()
     compliance: Compliance = Compliance()
+    attributes: list[str] = Field(
+        default_factory=list,
+        description="extra customer columns (beyond SPEC §1) that message templates may use",
+    )
 
     @field_validator("caps")
     @classmethod
