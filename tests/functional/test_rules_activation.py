@@ -78,8 +78,10 @@ def test_good_upload_activates_and_bad_upload_keeps_previous(rules_bucket: S3Sto
     # When activation runs
     first = activate_rules(rules_bucket, "incoming/policy.yaml", now=NOW, on_activated=[activated.append])
     # Then the bundle exists, active.json points at it and the callback saw the same rule set
-    assert first.activated and first.rules_hash is not None
-    assert first.segments == 10 and "cart_recovery" in first.campaigns
+    assert first.activated
+    assert first.rules_hash is not None
+    assert first.segments == 10
+    assert "cart_recovery" in first.campaigns
     pointer = json.loads(rules_bucket.get_bytes(ACTIVE_KEY))
     assert pointer["rules_hash"] == first.rules_hash
     assert pointer["bundle_key"] == f"rulesets/{first.rules_hash}/bundle.json"

@@ -141,7 +141,9 @@ def active_rules_hash(store: ObjectStore) -> str:
     try:
         pointer = json.loads(store.get_bytes(ACTIVE_KEY))
     except ObjectNotFoundError:
-        raise RuleError([f"{store.uri(ACTIVE_KEY)}:1:1: no rule set is active yet: upload rules under incoming/"]) from None
+        raise RuleError(
+            [f"{store.uri(ACTIVE_KEY)}:1:1: no rule set is active yet: upload rules under incoming/"]
+        ) from None
     return str(pointer["rules_hash"])
 
 

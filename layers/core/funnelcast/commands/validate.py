@@ -12,8 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 with a one-line summary, or 1 with every ``file:line:col: message`` line."""
-    from funnelcast.errors import RuleError
-    from funnelcast.rules.ruleset import load_ruleset
+    from funnelcast.errors import RuleError  # noqa: PLC0415 (CLI imports lazily)
+    from funnelcast.rules.ruleset import load_ruleset  # noqa: PLC0415
 
     try:
         report = load_ruleset(args.paths)

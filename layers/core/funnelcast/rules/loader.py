@@ -136,7 +136,9 @@ def parse_yaml(text: str, name: str) -> LoadedYaml:
             if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
                 line, column = token.start_mark.line + 1, token.start_mark.column + 1
                 problems.append(
-                    Problem(name, line, column, "anchors and aliases (&name, *name) are not supported: repeat the value")
+                    Problem(
+                        name, line, column, "anchors and aliases (&name, *name) are not supported: repeat the value"
+                    )
                 )
     except yaml.MarkedYAMLError as exc:
         raise RuleError([str(_yaml_problem(exc, name))]) from None
@@ -149,7 +151,9 @@ def parse_yaml(text: str, name: str) -> LoadedYaml:
         if "single document" in str(exc):
             mark = exc.problem_mark
             line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            raise RuleError([f"{name}:{line}:{column}: one rule per file: found a second YAML document ('---')"]) from None
+            raise RuleError(
+                [f"{name}:{line}:{column}: one rule per file: found a second YAML document ('---')"]
+            ) from None
         raise RuleError([str(_yaml_problem(exc, name))]) from None
     except yaml.MarkedYAMLError as exc:
         raise RuleError([str(_yaml_problem(exc, name))]) from None
@@ -281,7 +285,7 @@ def _expected_keys(written: dict[Any, Any], unknown: str) -> list[str]:
 def _value_at(data: Any, path: Path) -> Any:
     value = data
     for component in path:
-        if isinstance(value, dict) and component in value:
+        if isinstance(value, dict) and component in value:  # noqa: SIM114 (separate for mypy narrowing)
             value = value[component]
         elif isinstance(value, list) and isinstance(component, int) and component < len(value):
             value = value[component]

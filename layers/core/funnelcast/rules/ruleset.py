@@ -16,10 +16,13 @@ from liquid.exceptions import LiquidError
 from funnelcast.errors import RuleError
 from funnelcast.rules.loader import LoadedFile, Path, load_rule_bytes, load_rule_file
 from funnelcast.rules.models import (
+    AllNode,
+    AnyNode,
     AttributeNode,
     Campaign,
     EventNode,
     Node,
+    NotNode,
     Policy,
     RuleSet,
     Schedule,
@@ -123,14 +126,14 @@ def _where(file: LoadedFile, path: Path, *, key: bool = False) -> str:
 def _node_paths(node: Node, path: Path) -> Iterable[tuple[Node, Path]]:
     """Every node with its path in the YAML document, parents first."""
     yield node, path
-    if hasattr(node, "all") and isinstance(getattr(node, "all", None), list):
-        for index, child in enumerate(node.all):  # type: ignore[union-attr]
+    if isinstance(node, AllNode):
+        for index, child in enumerate(node.all):
             yield from _node_paths(child, (*path, "all", index))
-    elif hasattr(node, "any") and isinstance(getattr(node, "any", None), list):
-        for index, child in enumerate(node.any):  # type: ignore[union-attr]
+    elif isinstance(node, AnyNode):
+        for index, child in enumerate(node.any):
             yield from _node_paths(child, (*path, "any", index))
-    elif hasattr(node, "not_"):
-        yield from _node_paths(node.not_, (*path, "not"))  # type: ignore[union-attr]
+    elif isinstance(node, NotNode):
+        yield from _node_paths(node.not_, (*path, "not"))
 
 
 def _campaign_trees(campaign: Campaign) -> Iterable[tuple[Node, Path]]:
@@ -173,7 +176,7 @@ def check_ruleset(loaded: list[LoadedFile], files: list[str], problems: list[str
                 references[segment_id].append(node.segment)
                 if node.segment not in segments:
                     problems.append(f"{_where(file, (*path, 'segment'))}: unknown segment {node.segment!r}")
-    for campaign_id, file in campaigns.items():
+    for _campaign_id, file in campaigns.items():
         assert isinstance(file.rule, Campaign)
         for node, path in _campaign_trees(file.rule):
             if isinstance(node, SegmentRefNode) and node.segment not in segments:
@@ -227,7 +230,7 @@ def _cycles(references: dict[str, list[str]]) -> list[list[str]]:
 
     def visit(node: str, stack: list[str]) -> None:
         if node in stack:
-            cycle = stack[stack.index(node) :] + [node]
+            cycle = [*stack[stack.index(node) :], node]
             key = frozenset(cycle)
             if key not in seen_cycles:
                 seen_cycles.add(key)
