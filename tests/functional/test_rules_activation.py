@@ -131,3 +131,18 @@ def test_no_active_set_is_a_clear_error(rules_bucket: S3Store) -> None:
 
     with pytest.raises(RuleError, match="no rule set is active yet"):
         load_active_ruleset(rules_bucket)
+
+
+def test_non_rule_upload_is_reported_not_ignored(rules_bucket: S3Store) -> None:
+    # Given an active example set and then a stray spreadsheet uploaded under incoming/
+    upload_examples(rules_bucket)
+    assert activate_rules(rules_bucket, "incoming/policy.yaml", now=NOW).activated
+    before = rules_bucket.get_bytes(ACTIVE_KEY)
+    rules_bucket.put_bytes("incoming/segments.xlsx", b"PK\x03\x04")
+    # When activation runs for it
+    result = activate_rules(rules_bucket, "incoming/segments.xlsx", now=NOW)
+    # Then it is rejected with a report and the active set is unchanged
+    assert not result.activated
+    assert result.problems == ["incoming/segments.xlsx:1:1: not a rule file: rule files end in .yaml or .yml"]
+    assert rules_bucket.exists(report_key("incoming/segments.xlsx"))
+    assert rules_bucket.get_bytes(ACTIVE_KEY) == before

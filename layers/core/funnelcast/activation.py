@@ -83,6 +83,9 @@ def activate_rules(
     """
     keys = [key for key in store.list_keys(INCOMING_PREFIX) if key.endswith(RULE_SUFFIXES)]
     try:
+        if not upload_key.endswith(RULE_SUFFIXES):
+            # Never ignore an upload silently: tell the marketer why it does not count.
+            raise RuleError([f"{upload_key}:1:1: not a rule file: rule files end in .yaml or .yml"])
         report = load_ruleset_from_bytes((key, store.get_bytes(key)) for key in keys)
     except RuleError as exc:
         body = {

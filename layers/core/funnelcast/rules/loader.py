@@ -383,10 +383,29 @@ def explain(exc: ValidationError, source: LoadedYaml, name: str) -> list[Problem
             continue
         seen.add(path)
         message, at_key = message_for(error, path, source.data)
+        if not path and error["type"] == "value_error":
+            # A whole-file check (campaign consistency): point at the key the message is about.
+            path, at_key = _key_named_in(message, source.data), True
         line, column = source.position(path, key=at_key)
         problems.append(Problem(name, line, column, message))
     problems.sort(key=lambda p: (p.line, p.column))
     return problems
+
+
+# Whole-campaign checks name what they are about; the first fragment found picks the key to point at.
+_MESSAGE_KEYS = (
+    ("never carries advertising", "purpose"),
+    ("channels lists", "channels"),
+    ("variant", "variants"),
+    ("weights", "variants"),
+)
+
+
+def _key_named_in(message: str, data: Any) -> Path:
+    for fragment, key in _MESSAGE_KEYS:
+        if fragment in message and isinstance(data, dict) and key in data:
+            return (key,)
+    return ()
 
 
 def type_name(annotation: Any) -> str:
