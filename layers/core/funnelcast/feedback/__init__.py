@@ -1,0 +1,1 @@
+"""Feedback: provider events normalised, de-duplicated, and turned into suppressions."""

@@ -1,0 +1,80 @@
+"""Store normalised feedback as JSONL and read the log back de-duplicated (event_id, at rebuild time)."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import datetime
+
+import pandas as pd
+
+from funnelcast.feedback.normalize import FeedbackEvent, fill_implied
+from funnelcast.storage import ObjectStore
+
+EVENTS_PREFIX = "feedback/events/"
+UNKNOWN_PREFIX = "feedback/unknown/"
+EVENT_COLUMNS = ["event_id", "send_id", "type", "ts", "channel", "user_id"]
+
+
+def write_events(store: ObjectStore, events: list[FeedbackEvent], *, batch_id: str) -> list[str]:
+    """One object per day touched: ``feedback/events/dt=<day>/<batch_id>.jsonl``. Returns the keys."""
+    by_day: dict[str, list[str]] = {}
+    for event in events:
+        by_day.setdefault(event.ts.date().isoformat(), []).append(event.model_dump_json())
+    keys = []
+    for day, lines in sorted(by_day.items()):
+        key = f"{EVENTS_PREFIX}dt={day}/{batch_id}.jsonl"
+        store.put_bytes(key, ("\n".join(lines) + "\n").encode())
+        keys.append(key)
+    return keys
+
+
+def _read_jsonl(store: ObjectStore, prefix: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for key in store.list_keys(prefix):
+        if not key.endswith(".jsonl"):
+            continue
+        for number, line in enumerate(store.get_bytes(key).decode().splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise ValueError(f"{store.uri(key)}:{number}: not JSON: {exc}") from exc
+    return rows
+
+
+def read_events(store: ObjectStore) -> pd.DataFrame:
+    """Every stored event once (first by event_id), implied deliveries added, ``ts`` as UTC."""
+    events = [FeedbackEvent.model_validate(row) for row in _read_jsonl(store, EVENTS_PREFIX)]
+    unique = list({e.event_id: e for e in reversed(events)}.values())
+    return events_frame(fill_implied(unique))
+
+
+def events_frame(events: list[FeedbackEvent]) -> pd.DataFrame:
+    frame = pd.DataFrame([e.model_dump(mode="json") for e in events], columns=EVENT_COLUMNS)
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
+    return frame.drop_duplicates("event_id").reset_index(drop=True)
+
+
+def read_deliveries(store: ObjectStore) -> pd.DataFrame:
+    """All ``deliveries/dt=*/*.jsonl`` rows (``DeliveryRecord``), ``sent_at`` as UTC."""
+    frame = pd.DataFrame(_read_jsonl(store, "deliveries/"))
+    if frame.empty:
+        return pd.DataFrame(columns=["send_id", "campaign_id", "user_id", "variant_id", "channel", "status",
+                                     "sent_at", "topic", "purpose"])
+    frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True, format="ISO8601")
+    return frame
+
+
+def set_aside_unknown(
+    store: ObjectStore, events: pd.DataFrame, deliveries: pd.DataFrame, *, now: datetime
+) -> tuple[pd.DataFrame, int]:
+    """Keep events whose send id no delivery knows under ``feedback/unknown/``; return the rest and the count."""
+    known = set(deliveries["send_id"].astype(str)) if len(deliveries) else set()
+    unknown_mask = ~events["send_id"].astype(str).isin(known)
+    unknown = events[unknown_mask]
+    if len(unknown):
+        buffer = io.StringIO()
+        unknown.assign(ts=unknown["ts"].map(lambda t: t.isoformat())).to_json(buffer, orient="records", lines=True)
+        store.put_bytes(f"{UNKNOWN_PREFIX}{now:%Y-%m-%dT%H%M%S}.jsonl", buffer.getvalue().encode())
+    return events[~unknown_mask].reset_index(drop=True), int(unknown_mask.sum())

@@ -1,0 +1,97 @@
+"""Rebuild ``suppression/latest.parquet`` in bulk from the feedback log and the deliveries.
+
+Rows: ``user_id, channel, topic, until, reason``. channel set + topic null + until null = that channel's
+consent off; topic set = topic paused until ``until``; channel and topic null = every channel off.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import pandas as pd
+
+from funnelcast.rules.models import Suppression
+from funnelcast.storage import ObjectStore
+
+SUPPRESSION_KEY = "suppression/latest.parquet"
+COLUMNS = ["user_id", "channel", "topic", "until", "reason"]
+
+
+def build_suppression(
+    events: pd.DataFrame, deliveries: pd.DataFrame, policy: Suppression, *, now: datetime
+) -> pd.DataFrame:
+    """Apply ``policy`` to de-duplicated ``events`` joined to ``deliveries`` on ``send_id``.
+
+    Topic pauses still running at ``now`` are kept (``until > now``); expired ones are dropped.
+    ``ignored``: a user's last N delivered sends in a topic all unopened pauses it from the last one.
+    """
+    rows: list[pd.DataFrame] = []
+    sends = deliveries[["send_id", "user_id", "channel", "topic"]].astype({"send_id": str, "user_id": str})
+    joined = events.astype({"send_id": str}).drop(columns=["user_id", "channel"], errors="ignore").merge(
+        sends, on="send_id", how="inner"
+    )
+    unsub = joined[joined["type"] == "unsubscribed"]
+    if len(unsub):
+        channel = None if policy.unsubscribe == "all" else unsub["channel"]
+        rows.append(pd.DataFrame({"user_id": unsub["user_id"], "channel": channel, "topic": None,
+                                  "until": pd.NaT, "reason": f"unsubscribe:{policy.unsubscribe}"}))
+    if policy.negative is not None:
+        negative = joined[joined["type"].isin(policy.negative.events) & joined["topic"].notna()]
+        if len(negative):
+            rows.append(pd.DataFrame({"user_id": negative["user_id"], "channel": None, "topic": negative["topic"],
+                                      "until": negative["ts"] + policy.negative.topic_for,
+                                      "reason": "negative:" + negative["type"]}))
+    if policy.ignored is not None:
+        rows.append(_ignored(joined, deliveries, policy, sends))
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS).astype({"until": "datetime64[us, UTC]"})
+    result = pd.concat([r for r in rows if len(r)], ignore_index=True) if any(len(r) for r in rows) else None
+    if result is None:
+        return pd.DataFrame(columns=COLUMNS).astype({"until": "datetime64[us, UTC]"})
+    result["until"] = pd.to_datetime(result["until"], utc=True)
+    now_ts = pd.Timestamp(now)
+    result = result[result["until"].isna() | (result["until"] > now_ts)]
+    # One row per key, the latest pause wins; permanent (null until) beats any date.
+    result = result.sort_values("until", na_position="last").drop_duplicates(
+        ["user_id", "channel", "topic"], keep="last"
+    )
+    return result[COLUMNS].sort_values(["user_id", "reason"]).reset_index(drop=True)
+
+
+def _ignored(joined: pd.DataFrame, deliveries: pd.DataFrame, policy: Suppression, sends: pd.DataFrame) -> pd.DataFrame:
+    assert policy.ignored is not None
+    engaged = set(joined.loc[joined["type"].isin(["opened", "clicked"]), "send_id"])
+    delivered = joined.loc[joined["type"] == "delivered", ["send_id", "ts"]].drop_duplicates("send_id")
+    history = delivered.merge(sends, on="send_id")
+    history = history[history["topic"].notna()].sort_values("ts")
+    history["unopened"] = ~history["send_id"].isin(engaged)
+    last_n = history.groupby(["user_id", "topic"]).tail(policy.ignored.after)
+    grouped = last_n.groupby(["user_id", "topic"]).agg(count=("unopened", "size"), unopened=("unopened", "sum"),
+                                                       last=("ts", "max")).reset_index()
+    hit = grouped[(grouped["count"] >= policy.ignored.after) & (grouped["unopened"] == grouped["count"])]
+    return pd.DataFrame({"user_id": hit["user_id"], "channel": None, "topic": hit["topic"],
+                         "until": hit["last"] + policy.ignored.topic_for,
+                         "reason": f"ignored:{policy.ignored.after}"})
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.astype({"user_id": str, "channel": "string", "topic": "string", "reason": str}).to_parquet(
+        buffer, index=False
+    )
+    return buffer.getvalue()
+
+
+def rebuild_suppression(store: ObjectStore, policy: Suppression, *, now: datetime) -> tuple[pd.DataFrame, int]:
+    """Read the whole log, set unknown send ids aside, write ``suppression/latest.parquet``.
+
+    Returns the suppression frame and how many events had unknown send ids.
+    """
+    from funnelcast.feedback.ingest import read_deliveries, read_events, set_aside_unknown  # noqa: PLC0415
+
+    deliveries = read_deliveries(store)
+    events, unknown = set_aside_unknown(store, read_events(store), deliveries, now=now)
+    frame = build_suppression(events, deliveries, policy, now=now)
+    store.put_bytes(SUPPRESSION_KEY, to_parquet_bytes(frame))
+    return frame, unknown
