@@ -1,0 +1,1 @@
+"""Segment engine: compile rule sets into per-user features and evaluate membership vectorised."""

@@ -1,0 +1,432 @@
+"""Vectorised evaluation of SPEC §2.2 condition nodes and §2.3 RFM over pandas frames.
+
+Every customer gets an integer code (its row position); events are mapped to codes once and
+every node is evaluated as a boolean numpy vector over customers (bincount / unique / sorted
+searches, no per-user Python loops).
+
+Null semantics are SQL-like: a null (or absent) attribute or event field fails every comparison,
+``ne`` and ``not_in`` included; only ``missing`` holds for it (and ``exists`` fails).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from funnelcast.errors import DataContractError, RuleError
+from funnelcast.rules.durations import parse_duration
+from funnelcast.rules.models import (
+    AllNode,
+    AnyNode,
+    AttributeNode,
+    Bound,
+    EventNode,
+    FieldCondition,
+    Node,
+    NotNode,
+    Op,
+    RfmNode,
+    RuleSet,
+    SegmentRefNode,
+)
+from funnelcast.segments.plan import evaluation_order
+
+Mask = npt.NDArray[np.bool_]
+Ints = npt.NDArray[np.int64]
+NAT = np.iinfo(np.int64).min
+EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+class FramesLike(Protocol):
+    """Anything with the two frames of the data contract (``funnelcast.data.load.Dataset``)."""
+
+    @property
+    def customers(self) -> pd.DataFrame: ...
+
+    @property
+    def events(self) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A hand-built dataset: customers and events frames."""
+
+    customers: pd.DataFrame
+    events: pd.DataFrame
+
+
+@dataclass
+class SegmentResult:
+    """Membership (``user_id``, ``segment_id``), per-customer features, counts and timings."""
+
+    membership: pd.DataFrame
+    features: pd.DataFrame
+    counts: dict[str, int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _as_utc(value: date | datetime | str) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _micros(series: pd.Series) -> Ints:
+    """Timestamps as int64 microseconds since the epoch (NaT -> int64 min)."""
+    stamps = pd.to_datetime(series, utc=True).dt.tz_localize(None).astype("datetime64[us]")
+    return stamps.to_numpy().view(np.int64)
+
+
+def _stamp_micros(value: date | datetime | str) -> int:
+    return int((_as_utc(value) - EPOCH) // pd.Timedelta(microseconds=1))
+
+
+def _is_temporal(series: pd.Series) -> bool:
+    return bool(pd.api.types.is_datetime64_any_dtype(series.dtype))
+
+
+def _compare(series: pd.Series, op: Op, value: Any, at: datetime, where: str) -> Mask:
+    """Null-safe comparison of a column with a rule value (see module docstring)."""
+    present = series.notna().to_numpy(dtype=bool)
+    if op is Op.EXISTS:
+        return present
+    if op is Op.MISSING:
+        return ~present
+    if not present.any():
+        # An absent or all-null column: every comparison fails (SQL-like nulls).
+        return present
+    temporal = _is_temporal(series)
+    if op in (Op.WITHIN, Op.BEFORE):
+        if not temporal:
+            raise DataContractError(f"{where}: op {op.value!r} needs a timestamp column, got {series.dtype}")
+        stamps = _micros(series)
+        t_us = _stamp_micros(at)
+        span = int(parse_duration(value) // timedelta(microseconds=1))
+        if op is Op.WITHIN:
+            return present & (stamps > t_us - span) & (stamps <= t_us)
+        return present & (stamps <= t_us - span)
+    column: pd.Series = series
+    if temporal:
+        column = pd.Series(_micros(series), index=series.index)
+
+        def convert(item: Any) -> Any:
+            return _stamp_micros(item) if isinstance(item, (date, datetime, str)) else item
+    else:
+
+        def convert(item: Any) -> Any:
+            return item
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(object)
+    try:
+        if op in (Op.IN, Op.NOT_IN):
+            values = [convert(item) for item in value]
+            result = column.isin(values).to_numpy(dtype=bool)
+            if op is Op.NOT_IN:
+                result = ~result
+        elif op is Op.BETWEEN:
+            low, high = convert(value[0]), convert(value[1])
+            result = ((column >= low) & (column <= high)).fillna(False).to_numpy(dtype=bool)
+        else:
+            target = convert(value)
+            operations = {
+                Op.EQ: column.__eq__,
+                Op.NE: column.__ne__,
+                Op.GT: column.__gt__,
+                Op.GTE: column.__ge__,
+                Op.LT: column.__lt__,
+                Op.LTE: column.__le__,
+            }
+            result = operations[op](target).fillna(False).to_numpy(dtype=bool)
+    except TypeError as exc:
+        raise DataContractError(f"{where}: cannot compare column of type {series.dtype} with {value!r}") from exc
+    return present & result
+
+
+def _bound(values: npt.NDArray[Any], bound: Bound) -> Mask:
+    result = np.ones(len(values), dtype=bool)
+    for name, threshold in bound.comparisons():
+        if name == "eq":
+            result &= values == threshold
+        elif name == "ne":
+            result &= values != threshold
+        elif name == "gt":
+            result &= values > threshold
+        elif name == "gte":
+            result &= values >= threshold
+        elif name == "lt":
+            result &= values < threshold
+        else:
+            result &= values <= threshold
+    return result
+
+
+def _share_bound(numerator: Ints, denominator: Ints, bound: Bound) -> Mask:
+    """Exact rational comparison ``numerator / denominator  op  threshold`` (false when 0/0)."""
+    result = denominator > 0
+    num = numerator.astype(object)
+    den = denominator.astype(object)
+    for name, threshold in bound.comparisons():
+        ratio = Fraction(str(threshold))
+        left = num * ratio.denominator
+        right = den * ratio.numerator
+        if name == "eq":
+            result &= np.asarray(left == right, dtype=bool)
+        elif name == "ne":
+            result &= np.asarray(left != right, dtype=bool)
+        elif name == "gt":
+            result &= np.asarray(left > right, dtype=bool)
+        elif name == "gte":
+            result &= np.asarray(left >= right, dtype=bool)
+        elif name == "lt":
+            result &= np.asarray(left < right, dtype=bool)
+        else:
+            result &= np.asarray(left <= right, dtype=bool)
+    return result
+
+
+def rfm_scores(ranked_values: npt.NDArray[Any], present: Mask) -> npt.NDArray[np.int64]:
+    """SPEC §2.3 scores (0 = no score) from values ranked ascending with min ties."""
+    scores = np.zeros(len(ranked_values), dtype=np.int64)
+    n = int(present.sum())
+    if n == 0:
+        return scores
+    ranks = pd.Series(ranked_values[present]).rank(method="min").to_numpy(dtype=np.int64)
+    scores[present] = 1 + (5 * (ranks - 1)) // n
+    return scores
+
+
+class _Evaluator:
+    def __init__(self, ruleset: RuleSet, customers: pd.DataFrame, events: pd.DataFrame, at: datetime) -> None:
+        if "user_id" not in customers.columns:
+            raise DataContractError("customers frame has no user_id column")
+        self.ruleset = ruleset
+        self.customers = customers.reset_index(drop=True)
+        self.n = len(self.customers)
+        self.at = at
+        self.t_us = _stamp_micros(at)
+        index = pd.Index(self.customers["user_id"])
+        if not index.is_unique:
+            raise DataContractError("customers frame repeats user_id values")
+        if len(events):
+            codes = index.get_indexer(events["user_id"])
+            keep = codes >= 0
+            stamps = _micros(events["ts"])
+            keep &= (stamps != NAT) & (stamps <= self.t_us)
+            self.events = events.loc[keep].reset_index(drop=True)
+            self.codes: Ints = codes[keep].astype(np.int64)
+            self.ts: Ints = stamps[keep]
+            self.types = self.events["event_type"].astype("category")
+        else:
+            self.events = events
+            self.codes = np.zeros(0, dtype=np.int64)
+            self.ts = np.zeros(0, dtype=np.int64)
+            self.types = pd.Series([], dtype="category")
+        self.results: dict[str, Mask] = {}
+        self.exports: dict[str, pd.Series] = {}
+        self._type_cache: dict[str, Mask] = {}
+        self.rfm = self._compute_rfm()
+
+    # -- events ---------------------------------------------------------------------------------
+    def _type_mask(self, event_type: str) -> Mask:
+        if event_type == "*":
+            return np.ones(len(self.codes), dtype=bool)
+        if event_type not in self._type_cache:
+            self._type_cache[event_type] = (self.types == event_type).to_numpy(dtype=bool)
+        return self._type_cache[event_type]
+
+    def _field_mask(self, conditions: list[FieldCondition], where: str) -> Mask:
+        mask = np.ones(len(self.codes), dtype=bool)
+        for condition in conditions:
+            if condition.field not in self.events.columns:
+                column = pd.Series([None] * len(self.codes), dtype=object)
+            else:
+                column = self.events[condition.field]
+            mask &= _compare(column, condition.op, condition.value, self.at, f"{where} field {condition.field!r}")
+        return mask
+
+    def _window(self, within: timedelta) -> Mask:
+        span = int(within // timedelta(microseconds=1))
+        return (self.ts > self.t_us - span) & (self.ts <= self.t_us)
+
+    def _pair_counts(self, mask: Mask, field_name: str) -> tuple[Ints, Ints, npt.NDArray[Any]]:
+        """Per (user, value) counts among masked events with a non-null value, sorted by value."""
+        if field_name not in self.events.columns:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros(0, dtype=object)
+        column = self.events[field_name]
+        mask = mask & column.notna().to_numpy(dtype=bool)
+        value_codes, uniques = pd.factorize(column[mask], sort=True)
+        users = self.codes[mask]
+        keys = users * (len(uniques) + 1) + value_codes.astype(np.int64)
+        unique_keys, counts = np.unique(keys, return_counts=True)
+        return (
+            unique_keys // (len(uniques) + 1),
+            counts.astype(np.int64),
+            np.asarray(uniques)[unique_keys % (len(uniques) + 1)],
+        )
+
+    def event(self, node: EventNode) -> Mask:
+        where = f"event node {node.event!r}"
+        mask = self._type_mask(node.event) & self._window(node.within) & self._field_mask(node.where, where)
+        counts = np.bincount(self.codes[mask], minlength=self.n).astype(np.int64)
+        if node.per is not None:
+            pair_users, pair_counts, _ = self._pair_counts(mask, node.per)
+            result = np.zeros(self.n, dtype=bool)
+            result[pair_users[_bound(pair_counts, node.effective_count)]] = True
+            return result
+        result = _bound(counts, node.effective_count)
+        if node.sum is not None and node.value is not None:
+            if node.sum not in self.events.columns:
+                sums = np.zeros(self.n)
+            else:
+                amounts = pd.to_numeric(self.events[node.sum], errors="coerce").fillna(0).to_numpy(dtype=float)
+                sums = np.bincount(self.codes[mask], weights=amounts[mask], minlength=self.n)
+            result &= _bound(sums, node.value)
+        if node.share is not None:
+            inner = mask & self._field_mask(node.share.where, f"{where} share")
+            numerator = np.bincount(self.codes[inner], minlength=self.n).astype(np.int64)
+            result &= _share_bound(numerator, counts, node.share)
+        if node.top_share is not None:
+            pair_users, pair_counts, pair_values = self._pair_counts(mask, node.top_share.field)
+            top = np.zeros(self.n, dtype=np.int64)
+            np.maximum.at(top, pair_users, pair_counts)
+            # Ties: the smallest value wins; pairs are sorted by user then value, so the first
+            # pair reaching the user's maximum is the smallest such value.
+            is_top = pair_counts == top[pair_users]
+            first = np.ones(len(pair_users), dtype=bool)
+            top_pairs = np.flatnonzero(is_top)
+            first_of_user = np.unique(pair_users[top_pairs], return_index=True)[1]
+            chosen = top_pairs[first_of_user]
+            first[:] = False
+            first[chosen] = True
+            export = pd.Series([None] * self.n, dtype=object)
+            export.iloc[pair_users[first]] = pair_values[first]
+            name = f"top_{node.top_share.field}"
+            if name in self.exports:
+                self.exports[name] = self.exports[name].where(self.exports[name].notna(), export)
+            else:
+                self.exports[name] = export
+            result &= _share_bound(top, counts, node.top_share)
+        if node.not_followed_by is not None:
+            follow = node.not_followed_by
+            early = mask & (self.ts <= self.t_us - int(follow.after // timedelta(microseconds=1)))
+            latest = np.full(self.n, NAT, dtype=np.int64)
+            np.maximum.at(latest, self.codes[early], self.ts[early])
+            followers = self._type_mask(follow.event)
+            latest_follow = np.full(self.n, NAT, dtype=np.int64)
+            np.maximum.at(latest_follow, self.codes[followers], self.ts[followers])
+            result &= (latest != NAT) & (latest_follow <= latest)
+        return result
+
+    # -- rfm -------------------------------------------------------------------------------------
+    def _compute_rfm(self) -> pd.DataFrame:
+        policy = self.ruleset.policy.rfm
+        mask = self._type_mask(policy.event) & self._window(policy.lookback)
+        codes = self.codes[mask]
+        frequency = np.bincount(codes, minlength=self.n).astype(np.int64)
+        recency = np.full(self.n, NAT, dtype=np.int64)
+        np.maximum.at(recency, codes, self.ts[mask])
+        if policy.amount_field in self.events.columns:
+            amounts = pd.to_numeric(self.events[policy.amount_field], errors="coerce").fillna(0)
+            monetary = np.bincount(codes, weights=amounts.to_numpy(dtype=float)[mask], minlength=self.n)
+        else:
+            monetary = np.zeros(self.n)
+        present = frequency > 0
+        frame = pd.DataFrame(
+            {
+                "rfm_r": rfm_scores(recency, present),
+                "rfm_f": rfm_scores(frequency, present),
+                "rfm_m": rfm_scores(monetary, present),
+            }
+        )
+        for column in ("rfm_r", "rfm_f", "rfm_m"):
+            frame[column] = frame[column].astype("Int8").mask(~present)
+        code = frame["rfm_r"].astype("string") + frame["rfm_f"].astype("string") + frame["rfm_m"].astype("string")
+        frame["rfm_code"] = code.astype("string")
+        return frame
+
+    def rfm_node(self, node: RfmNode) -> Mask:
+        spec = node.rfm
+        present = self.rfm["rfm_r"].notna().to_numpy(dtype=bool)
+        if spec.code is not None:
+            return present & self.rfm["rfm_code"].isin(spec.code).fillna(False).to_numpy(dtype=bool)
+        result = present.copy()
+        for column, allowed in (("rfm_r", spec.r), ("rfm_f", spec.f), ("rfm_m", spec.m)):
+            if allowed is not None:
+                result &= self.rfm[column].isin(allowed).fillna(False).to_numpy(dtype=bool)
+        return result
+
+    # -- tree ------------------------------------------------------------------------------------
+    def evaluate(self, node: Node) -> Mask:
+        if isinstance(node, AllNode):
+            result = np.ones(self.n, dtype=bool)
+            for child in node.all:
+                result &= self.evaluate(child)
+            return result
+        if isinstance(node, AnyNode):
+            result = np.zeros(self.n, dtype=bool)
+            for child in node.any:
+                result |= self.evaluate(child)
+            return result
+        if isinstance(node, NotNode):
+            return ~self.evaluate(node.not_)
+        if isinstance(node, AttributeNode):
+            if node.attribute not in self.customers.columns:
+                column = pd.Series([None] * self.n, dtype=object)
+            else:
+                column = self.customers[node.attribute]
+            return _compare(column, node.op, node.value, self.at, f"attribute {node.attribute!r}")
+        if isinstance(node, EventNode):
+            return self.event(node)
+        if isinstance(node, RfmNode):
+            return self.rfm_node(node)
+        if isinstance(node, SegmentRefNode):
+            if node.segment not in self.results:
+                raise RuleError([f"segment {node.segment!r} is referenced before it was evaluated"])
+            return self.results[node.segment]
+        raise RuleError([f"unknown condition node {type(node).__name__}"])
+
+
+def compute_segments(ruleset: RuleSet, dataset: FramesLike, at: datetime) -> SegmentResult:
+    """Evaluate every segment and campaign pseudo-segment of ``ruleset`` at reference time ``at``.
+
+    Parameters
+    ----------
+    dataset
+        Normalised frames of the data contract (``Dataset`` or :class:`Frames`).
+    at
+        The reference time ``T``; events after it are ignored.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    evaluator = _Evaluator(ruleset, dataset.customers, dataset.events, at)
+    timings["prepare"] = time.perf_counter() - started
+    for planned in evaluation_order(ruleset):
+        tick = time.perf_counter()
+        evaluator.results[planned.segment_id] = evaluator.evaluate(planned.where)
+        timings[planned.segment_id] = time.perf_counter() - tick
+    user_ids = evaluator.customers["user_id"]
+    parts = []
+    counts: dict[str, int] = {}
+    for segment_id, mask in evaluator.results.items():
+        counts[segment_id] = int(mask.sum())
+        parts.append(pd.DataFrame({"user_id": user_ids[mask].to_numpy(), "segment_id": segment_id}))
+    membership = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame({"user_id": user_ids.iloc[:0].to_numpy(), "segment_id": pd.Series([], dtype=object)})
+    )
+    membership["user_id"] = membership["user_id"].astype(user_ids.dtype)
+    membership["segment_id"] = pd.Categorical(membership["segment_id"], categories=list(evaluator.results))
+    features = pd.concat([evaluator.customers, evaluator.rfm], axis=1)
+    for name, export in evaluator.exports.items():
+        features[name] = export.to_numpy()
+    timings["total"] = time.perf_counter() - started
+    return SegmentResult(membership=membership, features=features, counts=counts, timings=timings)
