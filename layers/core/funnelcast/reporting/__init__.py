@@ -1,0 +1,1 @@
+"""Reporting: KPIs per campaign/variant/channel and the self-contained HTML report."""
