@@ -133,7 +133,7 @@ def compute_kpis(
     int_columns = [c for c in table.columns if c != "revenue"]
     table[int_columns] = table[int_columns].astype("int64")
     table = table.reset_index()
-    table["funnel_stage"] = table["campaign_id"].map(stages).fillna("")
+    table["funnel_stage"] = [stages.get(str(c), "") for c in table["campaign_id"]]
     base = table["delivered"].where(table["delivered"] > 0, table["sent"])
     table["ctr"] = (table["clicked"] / base).where(base > 0)
     table["cvr"] = (table["converted"] / table["sent"]).where(table["sent"] > 0)

@@ -1,0 +1,52 @@
+"""``funnelcast report RUN_DIR [--html FILE] [--rules PATH]``: KPIs table, kpis.parquet and an HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="holds deliveries.parquet and decisions.parquet")
+    parser.add_argument("--html", metavar="FILE", help="write the self-contained HTML report here")
+    parser.add_argument("--rules", metavar="PATH", nargs="*", default=[], help="rule files (funnel stages)")
+    parser.add_argument("--window", default="7d", help="attribution window (default 7d)")
+    parser.add_argument("--event", default="purchase", help="conversion event name (default purchase)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 after writing ``RUN_DIR/kpis.parquet`` (and the HTML), 1 with a clear message otherwise."""
+    from rich.console import Console  # noqa: PLC0415 (CLI imports lazily)
+    from rich.table import Table  # noqa: PLC0415
+
+    from funnelcast.errors import FunnelcastError  # noqa: PLC0415
+    from funnelcast.reporting.run_dir import build_report  # noqa: PLC0415
+    from funnelcast.rules.durations import parse_duration  # noqa: PLC0415
+
+    try:
+        stages: dict[str, str] = {}
+        if args.rules:
+            from funnelcast.rules.ruleset import load_ruleset  # noqa: PLC0415
+
+            ruleset = load_ruleset(args.rules).ruleset
+            stages = {c.id: c.funnel_stage.value for c in ruleset.campaigns}
+        run_dir = Path(args.run_dir)
+        report = build_report(run_dir, funnel_stages=stages, conversion_event=args.event,
+                              window=parse_duration(args.window))
+        report.kpis.to_parquet(run_dir / "kpis.parquet", index=False)
+        if args.html:
+            Path(args.html).write_text(report.html, encoding="utf-8")
+    except (FunnelcastError, ValueError) as exc:
+        print(f"funnelcast report: {exc}", file=sys.stderr)
+        return 1
+    table = Table(title=f"KPIs — {run_dir}")
+    columns = ["campaign_id", "variant_id", "channel", "audience", "holdout", "sent", "delivered", "opened",
+               "clicked", "converted", "cvr", "lift", "lift_ci_low", "lift_ci_high", "p_value"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for record in report.kpis[columns].to_dict("records"):
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in record.values()])
+    Console().print(table)
+    print(f"wrote {run_dir / 'kpis.parquet'}" + (f" and {args.html}" if args.html else ""))
+    return 0
