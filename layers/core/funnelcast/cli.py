@@ -20,19 +20,25 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Parser listing every command; only ``command``'s module is imported to add its arguments.
+
+    Importing every command up front would make ``funnelcast validate`` pay for pandas and moto.
+    """
     parser = argparse.ArgumentParser(prog="funnelcast", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"funnelcast.commands.{name}")
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command_parser)
+        if name == command:
+            importlib.import_module(f"funnelcast.commands.{name}").add_arguments(command_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run the sub-command, turn domain errors into a one-line message and exit 2."""
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in arguments if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(arguments)
     module = importlib.import_module(f"funnelcast.commands.{args.command}")
     try:
         return int(module.run(args))
