@@ -1,0 +1,1 @@
+"""Fatigue caps: the pure policy (``policy``) and the DynamoDB cap table (``store``)."""
