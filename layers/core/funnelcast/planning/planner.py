@@ -159,7 +159,9 @@ def audience_frame(snapshot: Any, campaign_id: str) -> pd.DataFrame:
     membership: pd.DataFrame = snapshot.membership
     audience_id, exclude_id = f"@audience:{campaign_id}", f"@exclude:{campaign_id}"
     segment = membership["segment_id"]
+    # The engine keeps every evaluated (pseudo-)segment as a category, empty ones included.
     known = set(segment.cat.categories) if isinstance(segment.dtype, pd.CategoricalDtype) else set(segment.unique())
+    known |= set(getattr(snapshot, "manifest", {}).get("counts", {}))
     if audience_id not in known:
         raise SnapshotMissingError(
             f"segment snapshot {snapshot.prefix} (rules {snapshot.rules_hash}) has no audience for campaign "
