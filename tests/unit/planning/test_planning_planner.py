@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from planning_builders import FakeQueues, FakeUsage, FakeWaits, T, make_campaign, make_features, make_policy
 
+from funnelcast.errors import QueueError
 from funnelcast.jobs import DecisionRecord, Outcome
 from funnelcast.planning.planner import PlannerDependencies, WaitingBatchError, plan_campaign, release_waiting
 from funnelcast.planning.runs import MemoryRunRecords
@@ -197,3 +198,29 @@ def test_release_waiting_enqueues_once(deps: PlannerDependencies) -> None:
 def test_release_of_a_bad_key_is_a_clear_error(deps: PlannerDependencies, key: str) -> None:
     with pytest.raises(WaitingBatchError, match="waiting"):
         release_waiting(key, deps)
+
+
+class BrokenQueues(FakeQueues):
+    """Enqueues the first campaign's jobs, then the queue service goes away."""
+
+    def send_jobs(self, channel: str, bodies: list[str]) -> int:  # type: ignore[override]
+        if any('"campaign_id":"low"' in body for body in bodies):
+            raise QueueError("cannot enqueue: ServiceUnavailable")
+        return super().send_jobs(channel, bodies)
+
+
+def test_an_enqueue_error_fails_only_the_unfinished_runs_and_propagates(deps: PlannerDependencies) -> None:
+    # Given a slot of two campaigns and SQS failing for the second one planned
+    deps.queues = BrokenQueues()
+    low, high = make_campaign(id="low", priority=20), make_campaign(id="high", priority=80)
+    ruleset = RuleSet(campaigns=[low, high], policy=make_policy())
+    activate(deps.rules, ruleset)  # type: ignore[arg-type]
+    snapshot(deps.data, make_features(2), {"@audience:low": [1], "@audience:high": [2]}, ruleset.rules_hash)  # type: ignore[arg-type]
+    # When planned, the error surfaces (the Scheduler retries)
+    with pytest.raises(QueueError):
+        plan_campaign("high", T, deps)
+    # Then the finished run stands and the unfinished one is failed, so a retry can claim it again
+    runs = deps.runs.runs  # type: ignore[attr-defined]
+    assert (runs["high@20261201T0100Z"]["status"], runs["low@20261201T0100Z"]["status"]) == ("done", "failed")
+    deps.queues = FakeQueues()
+    assert plan_campaign("low", T, deps).status == "done"

@@ -34,14 +34,11 @@ CONTACT_FIELDS = {
 
 @dataclass(frozen=True)
 class PlannedJob:
-    """One job and when it may go: ``release_at`` is ``None`` for now, else the window opening (UTC)."""
+    """One job, its SQS body, and when it may go: ``release_at`` is ``None`` for now, else the window opening."""
 
     job: SendJob
     release_at: datetime | None
-
-    @property
-    def body(self) -> str:
-        return self.job.model_dump_json()
+    body: str
 
 
 def _jsonable(value: Any) -> Any:
@@ -155,8 +152,9 @@ def _chunks(recipients: list[dict[str, Any]], *, campaign_bytes_hint: int) -> li
 
 def _fit(job: SendJob, release: datetime | None) -> list[PlannedJob]:
     """The job, split in halves until every body is under :data:`MAX_JOB_BYTES`."""
-    if len(job.model_dump_json().encode()) <= MAX_JOB_BYTES or len(job.recipients) == 1:
-        return [PlannedJob(job, release)]
+    body = job.model_dump_json()
+    if len(body.encode()) <= MAX_JOB_BYTES or len(job.recipients) == 1:
+        return [PlannedJob(job, release, body)]
     half = len(job.recipients) // 2
     first = job.model_copy(update={"job_id": f"{job.job_id}a", "recipients": job.recipients[:half]})
     second = job.model_copy(update={"job_id": f"{job.job_id}b", "recipients": job.recipients[half:]})

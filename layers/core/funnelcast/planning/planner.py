@@ -251,10 +251,13 @@ def plan_campaign(campaign_id: str, scheduled_at: datetime, deps: PlannerDepende
             claimed.append(other)
     claimed = priority_order(claimed)
     planned_with = [make_run_id(c.id, scheduled) for c in claimed]
+    settled: set[str] = set()
     try:
-        return _plan_slot(claimed, campaign, scheduled, now, ruleset, planned_with, deps, load_latest_snapshot)
+        return _plan_slot(claimed, campaign, scheduled, now, ruleset, planned_with, deps, load_latest_snapshot, settled)
     except Exception as exc:
         for other in claimed:
+            if other.id in settled:
+                continue  # finished before the error: its record stands
             deps.runs.finish(
                 make_run_id(other.id, scheduled),
                 now=now,
@@ -274,6 +277,7 @@ def _plan_slot(  # noqa: PLR0917
     planned_with: list[str],
     deps: PlannerDependencies,
     load_snapshot: Callable[[ObjectStore], Any],
+    settled: set[str],
 ) -> RunSummary:
     reference = max(scheduled, now)
     summaries: dict[str, RunSummary] = {}
@@ -282,6 +286,7 @@ def _plan_slot(  # noqa: PLR0917
     except SnapshotMissingError as exc:
         for other in claimed:
             summaries[other.id] = _failed(other, scheduled, now, ruleset, planned_with, str(exc), deps)
+            settled.add(other.id)
         return summaries[campaign.id]
     snapshot_info = {"prefix": snapshot.prefix, "at": snapshot.at.isoformat(), "rules_hash": snapshot.rules_hash}
     suppression = read_suppression(deps.data)
@@ -293,6 +298,7 @@ def _plan_slot(  # noqa: PLR0917
             audience = audience_frame(snapshot, other.id)
         except SnapshotMissingError as exc:
             summaries[other.id] = _failed(other, scheduled, now, ruleset, planned_with, str(exc), deps)
+            settled.add(other.id)
             continue
         context = PlanContext(other, ruleset.policy, run, reference)
         evaluations.append(evaluate_audience(context, audience, suppression))
@@ -312,6 +318,7 @@ def _plan_slot(  # noqa: PLR0917
             deps,
         )
         summaries[evaluation.context.campaign.id] = summary
+        settled.add(evaluation.context.campaign.id)
     return summaries[campaign.id]
 
 
