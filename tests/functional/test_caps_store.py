@@ -103,9 +103,9 @@ def reservation(send_id: str, channel: str = "email", **changes: Any) -> Reserva
     return replace(base, **changes)
 
 
-def item(ddb: Any, user: int | str = 1, day: date = WEDNESDAY) -> dict[str, Any]:
+def item(ddb: Any, user: int | str = 1, day: date = WEDNESDAY, table: str = TABLE) -> dict[str, Any]:
     key = {"pk": {"S": user_pk(user)}, "sk": {"S": f"w#{week_key(day)}"}}
-    found: dict[str, Any] = ddb.get_item(TableName=TABLE, Key=key, ConsistentRead=True).get("Item", {})
+    found: dict[str, Any] = ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item", {})
     return found
 
 
@@ -344,3 +344,20 @@ def test_store_decides_like_the_pure_policy(store: CapStore, tried: list[Any]) -
     stored = store.user_state(user)
     for week, usage in state.weeks.items():
         assert {k: v for k, v in stored.week(week).counters.items() if v} == dict(usage.counters)
+
+
+def test_template_cap_table_through_settings(aws: Any) -> None:
+    # Given the CapTable of template.yaml and the store built the way the senders build it
+    settings = aws.settings
+    table = aws.client("dynamodb").describe_table(TableName=settings.cap_table)["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
+    ttl = aws.client("dynamodb").describe_time_to_live(TableName=settings.cap_table)["TimeToLiveDescription"]
+    assert ttl.get("AttributeName") == "expires_at"
+    store = CapStore(settings.cap_table, POLICY)  # the shared lazy client, created on first use
+    # When a send is reserved, retried and released
+    assert store.reserve(reservation("s1", "sms")).status == "reserved"
+    assert store.reserve(reservation("s1", "sms")).status == "already_reserved"
+    store.release(reservation("s1", "sms"))
+    # Then the user holds no place and the item carries the TTL attribute
+    assert store.user_state(1).week(week_key(WEDNESDAY)).count("n_w") == 0
+    assert "expires_at" in item(aws.client("dynamodb"), table=settings.cap_table)
