@@ -368,7 +368,7 @@ def _finish(  # noqa: PLR0917
     now_jobs: dict[str, list[str]] = {}
     for planned in jobs:
         if planned.release_at is None:
-            now_jobs.setdefault(planned.job.channel.value, []).append(planned.body)
+            now_jobs.setdefault(planned.channel, []).append(planned.body)
         else:
             waiting.setdefault(_waiting_key(run, planned.release_at), []).append(planned)
     # Waiting batches are stored and scheduled before anything is enqueued: a crash leaves
