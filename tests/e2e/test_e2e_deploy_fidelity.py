@@ -1,0 +1,238 @@
+"""Deploy fidelity (issue #7): template.yaml as CloudFormation resolves it, then the pipeline against it.
+
+The template is packaged to moto S3, transformed offline by aws-sam-translator and created as a
+stack in moto CloudFormation. Each function's environment is then read back from moto Lambda (what
+CloudFormation resolved, not our own resolver) and must name resources that exist; the activation
+handler then runs against exactly those names. moto's CloudFormation implements neither the
+scheduler nor TTL nor layer attachment: those are asserted on the translated template, and the
+schedule group is created under the name the functions were given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from funnelcast.local.aws_env import DEFAULT_REGION, FAKE_CREDENTIALS, reset_caches
+from funnelcast.local.stack import Stack, deploy_to_moto
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK_NAME = "fidelity"
+CHANNEL_QUEUE_VARS = {
+    "email": "QUEUE_URL_EMAIL",
+    "sms": "QUEUE_URL_SMS",
+    "push": "QUEUE_URL_PUSH",
+    "kakao_alimtalk": "QUEUE_URL_KAKAO_ALIMTALK",
+    "kakao_brand": "QUEUE_URL_KAKAO_BRAND",
+    "webhook": "QUEUE_URL_WEBHOOK",
+}
+
+
+@dataclass
+class Deployed:
+    stack: Stack
+    clients: dict[str, Any]
+    environments: dict[str, dict[str, str]]
+    """function logical id -> environment variables as moto Lambda holds them."""
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            import boto3
+
+            self.clients[service] = boto3.client(service, region_name=DEFAULT_REGION)
+        return self.clients[service]
+
+
+@pytest.fixture(scope="module")
+def deployed() -> Iterator[Deployed]:
+    """The stack in moto, once for the module (packaging and creating it takes a few seconds)."""
+    from moto import mock_aws
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": DEFAULT_REGION}.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            stack = deploy_to_moto(ROOT / "template.yaml", stack_name=STACK_NAME, region=DEFAULT_REGION)
+            result = Deployed(stack=stack, clients={}, environments={})
+            lambda_client = result.client("lambda")
+            for logical_id, definition in stack.translated["Resources"].items():
+                if definition["Type"] == "AWS::Lambda::Function":
+                    configuration = lambda_client.get_function_configuration(
+                        FunctionName=stack.physical_ids[logical_id]
+                    )
+                    result.environments[logical_id] = configuration["Environment"]["Variables"]
+            yield result
+    reset_caches()
+
+
+def _queue_exists(deployed: Deployed, url: str) -> bool:
+    attributes = deployed.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    return bool(attributes["Attributes"]["QueueArn"])
+
+
+def test_every_function_environment_names_existing_resources(deployed: Deployed) -> None:
+    # Given every function as CloudFormation created it
+    s3, ddb, iam, lam = (deployed.client(s) for s in ("s3", "dynamodb", "iam", "lambda"))
+    assert len(deployed.environments) == 11
+    for logical_id, env in deployed.environments.items():
+        # Then each bucket, table, queue, role and function it names exists
+        for variable in ("RULES_BUCKET", "DATA_BUCKET"):
+            s3.head_bucket(Bucket=env[variable])
+        for variable in ("CAP_TABLE", "STATE_TABLE", "IDEMPOTENCY_TABLE"):
+            assert ddb.describe_table(TableName=env[variable])["Table"]["TableStatus"] == "ACTIVE"
+        for variable in (*CHANNEL_QUEUE_VARS.values(), "FEEDBACK_QUEUE_URL"):
+            assert _queue_exists(deployed, env[variable]), (logical_id, variable)
+        role_name = env["SCHEDULER_ROLE_ARN"].rsplit("/", 1)[-1]
+        assert iam.get_role(RoleName=role_name)["Role"]["Arn"] == env["SCHEDULER_ROLE_ARN"]
+        # The planner ARN is constructed in the template (to avoid a cycle): it must be the real one
+        planner = lam.get_function(FunctionName=deployed.stack.physical_ids["PlanCampaignFunction"])
+        assert env["PLANNER_FUNCTION_ARN"] == planner["Configuration"]["FunctionArn"]
+        # And the scheduler group name is the one the template gives the (moto-less) ScheduleGroup
+        assert env["SCHEDULE_GROUP"] == STACK_NAME
+        assert env["DATA_PREFIX"] == "input/"
+
+
+def test_outputs_agree_with_what_functions_were_given(deployed: Deployed) -> None:
+    # Given the stack outputs an operator reads, then they are the names the functions use
+    outputs = deployed.stack.outputs
+    env = deployed.environments["PlanCampaignFunction"]
+    assert outputs["RulesBucketName"] == env["RULES_BUCKET"]
+    assert outputs["DataBucketName"] == env["DATA_BUCKET"]
+    assert outputs["CapTableName"] == env["CAP_TABLE"]
+    assert outputs["StateTableName"] == env["STATE_TABLE"]
+    assert outputs["FeedbackQueueUrl"] == env["FEEDBACK_QUEUE_URL"]
+    assert outputs["EmailQueueUrl"] == env["QUEUE_URL_EMAIL"]
+    assert outputs["SchedulerRoleArn"] == env["SCHEDULER_ROLE_ARN"]
+
+
+def test_each_sender_polls_the_queue_of_its_channel(deployed: Deployed) -> None:
+    # Given the translated event source mappings (moto does not run them)
+    resources = deployed.stack.translated["Resources"]
+    polled: dict[str, str] = {}
+    for definition in resources.values():
+        if definition["Type"] == "AWS::Lambda::EventSourceMapping":
+            properties = definition["Properties"]
+            polled[properties["FunctionName"]["Ref"]] = properties["EventSourceArn"]["Fn::GetAtt"][0]
+    # Then the queue a sender polls is the one its CHANNEL's QUEUE_URL_* names, so a fallback
+    # re-enqueued to another channel lands in that channel's sender
+    for logical_id, env in deployed.environments.items():
+        channel = env.get("CHANNEL")
+        if not channel:
+            continue
+        queue_url = deployed.stack.physical_ids[polled[logical_id]]
+        assert env[CHANNEL_QUEUE_VARS[channel]] == queue_url, logical_id
+    assert (
+        deployed.stack.physical_ids[polled["IngestFeedbackFunction"]]
+        == (deployed.environments["IngestFeedbackFunction"]["FEEDBACK_QUEUE_URL"])
+    )
+
+
+def test_what_moto_cloudformation_ignores_is_in_the_translated_template(deployed: Deployed) -> None:
+    resources = deployed.stack.translated["Resources"]
+    # TTL attributes are the ones the cap store, send states and Powertools idempotency write
+    ttl = {
+        logical_id: d["Properties"]["TimeToLiveSpecification"]["AttributeName"]
+        for logical_id, d in resources.items()
+        if d["Type"] == "AWS::DynamoDB::Table"
+    }
+    assert ttl == {"CapTable": "expires_at", "StateTable": "expires_at", "IdempotencyTable": "expiration"}
+    # Scheduler resources were skipped by moto but are in the template, in the functions' group
+    skipped = deployed.stack.skipped
+    assert skipped["ScheduleGroup"] == "AWS::Scheduler::ScheduleGroup"
+    assert {"RecomputeSchedule", "ReportSchedule"} <= set(skipped)
+    # Every function has the core layer; only the pandas functions have the data layer
+    for logical_id, definition in resources.items():
+        if definition["Type"] == "AWS::Lambda::Function":
+            layers = sorted(layer["Ref"][:4] for layer in definition["Properties"]["Layers"])
+            expected = (
+                ["Core", "Data"]
+                if logical_id
+                in {
+                    "RecomputeSegmentsFunction",
+                    "PlanCampaignFunction",
+                    "BuildReportFunction",
+                }
+                else ["Core"]
+            )
+            assert layers == expected, logical_id
+
+
+def _context(name: str) -> Any:
+    class Context:
+        function_name = name
+        memory_limit_in_mb = 512
+        invoked_function_arn = f"arn:aws:lambda:{DEFAULT_REGION}:123456789012:function:{name}"
+        aws_request_id = "fidelity-1"
+
+    return Context()
+
+
+def _import_handler(name: str) -> Any:
+    sys.path.insert(0, str(ROOT / "functions" / name))
+    try:
+        module = __import__(name)
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def test_activation_runs_against_the_stack_resources(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given ActivateRulesFunction's environment exactly as CloudFormation resolved it
+    env = deployed.environments["ActivateRulesFunction"]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    # and the schedule group moto's CloudFormation cannot create, under the name the function got
+    scheduler = deployed.client("scheduler")
+    existing = {g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"]}
+    if env["SCHEDULE_GROUP"] not in existing:
+        scheduler.create_schedule_group(Name=env["SCHEDULE_GROUP"])
+    # and the example rule set uploaded where a marketer uploads it
+    s3 = deployed.client("s3")
+    examples = ROOT / "segment_rules"
+    keys = []
+    for path in sorted(examples.rglob("*.yaml")):
+        key = f"incoming/{path.relative_to(examples)}"
+        s3.put_object(Bucket=env["RULES_BUCKET"], Key=key, Body=path.read_bytes())
+        keys.append(key)
+    event = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": DEFAULT_REGION,
+                "eventTime": "2026-12-01T01:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": env["RULES_BUCKET"], "arn": f"arn:aws:s3:::{env['RULES_BUCKET']}"},
+                    "object": {"key": keys[-1], "size": 1},
+                },
+            }
+        ]
+    }
+    # When the handler runs as S3 would invoke it
+    handler = _import_handler("activate_rules")
+    try:
+        result = handler.lambda_handler(event, _context(deployed.stack.physical_ids["ActivateRulesFunction"]))
+    finally:
+        reset_caches()
+    # Then the rule set is active in the stack's rules bucket
+    (outcome,) = result["results"]
+    assert outcome["activated"] is True, outcome
+    pointer = json.loads(s3.get_object(Bucket=env["RULES_BUCKET"], Key="active.json")["Body"].read())
+    assert pointer["rules_hash"] == outcome["rules_hash"]
+    # And each campaign got a schedule in the group, targeting the real planner with the real role
+    schedules = scheduler.list_schedules(GroupName=env["SCHEDULE_GROUP"])["Schedules"]
+    assert schedules, "activation created no campaign schedule"
+    for summary in schedules:
+        detail = scheduler.get_schedule(Name=summary["Name"], GroupName=env["SCHEDULE_GROUP"])
+        assert detail["Target"]["Arn"] == env["PLANNER_FUNCTION_ARN"]
+        assert detail["Target"]["RoleArn"] == env["SCHEDULER_ROLE_ARN"]
