@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from planning_builders import T, audience_of, make_campaign, make_features, make_policy
 
+from funnelcast.errors import DataContractError
 from funnelcast.ids import in_holdout, pick_variant, send_id
 from funnelcast.planning.eligibility import PENDING, PlanContext, evaluate_audience, template_variables
 from funnelcast.rules.models import TimeWindow
@@ -223,3 +224,9 @@ def test_tiny_audiences(n: int) -> None:
     # Then the frame has one row per member and the counts say so
     assert len(evaluation.frame) == n
     assert evaluation.counts["audience"] == n
+
+
+def test_a_suppression_snapshot_without_user_ids_is_a_clear_error() -> None:
+    broken = pd.DataFrame({"customer": ["1"], "channel": ["sms"], "topic": [None], "until": [pd.NaT]})
+    with pytest.raises(DataContractError, match="suppression snapshot has no user_id column"):
+        evaluate(make_campaign(), make_features(1), suppression=broken)

@@ -76,6 +76,7 @@ def test_a_run_records_every_member_and_enqueues_parseable_jobs(deps: PlannerDep
     for record in rows.to_dict("records"):
         DecisionRecord.model_validate({k: (None if pd.isna(v) else v) for k, v in record.items()})
     assert sum(summary.outcomes.values()) == summary.audience == 30
+    assert summary.timezone_defaulted == 0
     by_user = rows.set_index("user_id")
     assert by_user.loc[30, "outcome"] == Outcome.EXCLUDED
     assert by_user.loc[3, "outcome"] == Outcome.NO_CHANNEL

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
+from funnelcast.errors import DataContractError
 from funnelcast.ids import in_holdout, pick_variant, send_id
 from funnelcast.rules.models import Campaign, Channel, Policy, Purpose
 from funnelcast.sending.windows import next_window
@@ -163,6 +164,10 @@ class Suppressions:
         topic = the campaign's topic with ``until`` null or after ``at`` = topic paused."""
         if frame is None or frame.empty:
             return cls()
+        if "user_id" not in frame.columns:
+            raise DataContractError(
+                f"suppression snapshot has no user_id column (columns: {', '.join(map(str, frame.columns))})"
+            )
         users = frame["user_id"].astype(str)
         channel = frame["channel"].astype("string") if "channel" in frame else pd.Series(pd.NA, index=frame.index)
         topic = frame["topic"].astype("string") if "topic" in frame else pd.Series(pd.NA, index=frame.index)
