@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from funnelcast.local.aws_env import DEFAULT_REGION, FAKE_CREDENTIALS, reset_caches
+from funnelcast.local.aws_env import DEFAULT_REGION, FAKE_CREDENTIALS, boto_client, reset_caches
 from funnelcast.local.stack import Stack, deploy_to_moto
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,16 +37,11 @@ CHANNEL_QUEUE_VARS = {
 @dataclass
 class Deployed:
     stack: Stack
-    clients: dict[str, Any]
     environments: dict[str, dict[str, str]]
     """function logical id -> environment variables as moto Lambda holds them."""
 
     def client(self, service: str) -> Any:
-        if service not in self.clients:
-            import boto3
-
-            self.clients[service] = boto3.client(service, region_name=DEFAULT_REGION)
-        return self.clients[service]
+        return boto_client(service, DEFAULT_REGION)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +55,7 @@ def deployed() -> Iterator[Deployed]:
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         with mock_aws():
             stack = deploy_to_moto(ROOT / "template.yaml", stack_name=STACK_NAME, region=DEFAULT_REGION)
-            result = Deployed(stack=stack, clients={}, environments={})
+            result = Deployed(stack=stack, environments={})
             lambda_client = result.client("lambda")
             for logical_id, definition in stack.translated["Resources"].items():
                 if definition["Type"] == "AWS::Lambda::Function":

@@ -209,7 +209,7 @@ class LocalAws:
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` in this region (and endpoint, in server mode)."""
         if service not in self._clients:
-            self._clients[service] = _boto_client(service, self.region, self.endpoint_url)
+            self._clients[service] = boto_client(service, self.region, self.endpoint_url)
         return self._clients[service]
 
     def function_env(self, logical_id: str) -> dict[str, str]:
@@ -248,8 +248,10 @@ def reset_caches() -> None:
 
 
 @cache
-def _boto_client(service: str, region: str, endpoint_url: str | None) -> Any:
-    """Clients are cached for the process: building one costs ~80 ms, and moto's in-process mock
+def boto_client(service: str, region: str = DEFAULT_REGION, endpoint_url: str | None = None) -> Any:
+    """A boto3 client with moto's fake credentials (typed ``Any``: services are chosen by name).
+
+    Clients are cached for the process: building one costs ~80 ms, and moto's in-process mock
     intercepts every client whenever ``mock_aws`` is active, so reuse across fixtures is safe."""
     return _session(region).client(service, endpoint_url=endpoint_url)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from funnelcast.local.aws_env import FAKE_CREDENTIALS, TemplateError
+from funnelcast.local.aws_env import TemplateError, boto_client, load_template
 
 ARTIFACT_BUCKET = "funnelcast-sam-artifacts"
 """Where ``package`` puts code, like ``sam deploy --resolve-s3`` does."""
@@ -121,18 +121,9 @@ def deploy_to_moto(
         When the transform rejects the template or moto's CloudFormation fails to create the stack;
         the message carries the failing resources' status reasons.
     """
-    import boto3  # noqa: PLC0415
-
-    from funnelcast.local.aws_env import load_template  # noqa: PLC0415
-
     root = Path(template_path).resolve().parent
     template = load_template(template_path)
-    session = boto3.session.Session(
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=region,
-    )
-    s3 = session.client("s3", endpoint_url=endpoint_url)
+    s3 = boto_client("s3", region, endpoint_url)
     s3.create_bucket(Bucket=ARTIFACT_BUCKET, CreateBucketConfiguration={"LocationConstraint": region})
     keys: dict[str, str] = {}
     for logical_id, directory in code_locations(template).items():
@@ -146,7 +137,7 @@ def deploy_to_moto(
     except Exception as exc:  # the translator raises its own exception types with every problem listed
         raise TemplateError(f"template.yaml: the SAM transform failed: {exc}") from exc
     deployable, skipped = moto_deployable(translated)
-    cloudformation = session.client("cloudformation", endpoint_url=endpoint_url)
+    cloudformation = boto_client("cloudformation", region, endpoint_url)
     cloudformation.create_stack(
         StackName=stack_name,
         TemplateBody=json.dumps(deployable),
