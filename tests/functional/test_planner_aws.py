@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from funnelcast.aws.clients import client
 from funnelcast.jobs import SendJob
 from funnelcast.planning.planner import PlannerDependencies, plan_campaign
+from funnelcast.planning.wiring import release_due_batches
 from funnelcast.rules.models import Campaign, Policy, RuleSet
 from funnelcast.segments.snapshot import write_snapshot
 from funnelcast.sending.fakes import FakeProvider
@@ -240,3 +241,24 @@ def test_a_missing_snapshot_marks_the_run_failed_in_the_state_table(aws: Any, pl
     )["Item"]
     assert item["status"]["S"] == "failed"
     assert "no segment snapshot yet" in item["error"]["S"]
+
+
+def test_the_demo_clock_fires_waiting_schedules_only_when_due(aws: Any) -> None:
+    # Given night-banned users waiting for 23:00 UTC (08:00 Seoul)
+    at_night = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)
+    ruleset = RuleSet(campaigns=[campaign(id="night_promo", purpose="advertising")], policy=Policy(kind="policy"))
+    stage(aws, ruleset, 5, at_night)
+    deps = PlannerDependencies.from_settings(aws.settings)
+    deps.clock = lambda: at_night
+    plan_campaign("night_promo", at_night, deps)
+    scheduler, group = aws.client("scheduler"), aws.names["ScheduleGroup"]
+    # When the simulated clock reaches 22:59, then 23:00
+    early = release_due_batches(deps, scheduler, group, datetime(2026, 12, 1, 22, 59, tzinfo=UTC))
+    assert early == []
+    assert drain(aws, "SmsQueue") == []
+    due = release_due_batches(deps, scheduler, group, datetime(2026, 12, 1, 23, 0, tzinfo=UTC))
+    # Then the batch goes out exactly then, and its schedule is gone (as ActionAfterCompletion DELETE does)
+    assert [(s.status, s.recipients) for s in due] == [("released", 5)]
+    assert sum(len(SendJob.model_validate_json(m["Body"]).recipients) for m in drain(aws, "SmsQueue")) == 5
+    names = [s["Name"] for s in scheduler.list_schedules(GroupName=group)["Schedules"]]
+    assert not [n for n in names if n.startswith("waiting-")]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from funnelcast.aws.clients import client
@@ -59,3 +60,31 @@ def dependencies_from_settings(settings: Settings) -> PlannerDependencies:
         waits=SchedulerWaits(settings.schedule_group, settings.planner_function_arn, settings.scheduler_role_arn),
         scan_segments=4,
     )
+
+
+def release_due_batches(deps: PlannerDependencies, scheduler_client: Any, group: str, now: datetime) -> list[Any]:
+    """Fire, as EventBridge Scheduler would, every waiting-batch schedule due at ``now`` (the demo's clock).
+
+    Lists the group's ``waiting-*`` schedules, releases those whose ``at(...)`` is not after ``now``
+    through :func:`release_waiting`, then deletes them (``ActionAfterCompletion: DELETE`` in AWS).
+    Returns the release summaries in schedule-time order.
+    """
+    from funnelcast.planning.planner import release_waiting  # noqa: PLC0415
+
+    due: list[tuple[datetime, str, str]] = []
+    paginator = scheduler_client.get_paginator("list_schedules")
+    for page in paginator.paginate(GroupName=group, NamePrefix="waiting-"):
+        for listed in page.get("Schedules", []):
+            detail = scheduler_client.get_schedule(Name=listed["Name"], GroupName=group)
+            expression = str(detail["ScheduleExpression"])
+            if not expression.startswith("at("):
+                continue
+            fires = datetime.fromisoformat(expression[3:-1]).replace(tzinfo=UTC)
+            payload = json.loads(detail["Target"]["Input"])
+            if fires <= now and payload.get("action") == RELEASE_ACTION:
+                due.append((fires, listed["Name"], str(payload["key"])))
+    summaries = []
+    for _, name, key in sorted(due):
+        summaries.append(release_waiting(key, deps))
+        scheduler_client.delete_schedule(Name=name, GroupName=group)
+    return summaries
