@@ -1,0 +1,1 @@
+"""Synthetic data generation and contract-checked loading of customers and events (SPEC §1)."""
