@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -13,18 +15,26 @@ from planning_builders import T, audience_of, make_campaign, make_features, make
 
 from funnelcast.errors import DataContractError
 from funnelcast.ids import in_holdout, pick_variant, send_id
-from funnelcast.planning.eligibility import PENDING, PlanContext, evaluate_audience, template_variables
-from funnelcast.rules.models import TimeWindow
+from funnelcast.planning.eligibility import PENDING, Evaluation, PlanContext, evaluate_audience, template_variables
+from funnelcast.rules.models import Campaign, Policy, TimeWindow
 
 RUN = "promo_a@20261201T0100Z"
 
 
-def evaluate(campaign, features, *, excluded=(), suppression=None, reference=T, policy=None):
+def evaluate(
+    campaign: Campaign,
+    features: pd.DataFrame,
+    *,
+    excluded: Sequence[object] = (),
+    suppression: pd.DataFrame | None = None,
+    reference: datetime = T,
+    policy: Policy | None = None,
+) -> Evaluation:
     context = PlanContext(campaign, policy or make_policy(), RUN, reference)
     return evaluate_audience(context, audience_of(features, excluded), suppression)
 
 
-def by_user(evaluation) -> dict[object, dict[str, object]]:
+def by_user(evaluation: Evaluation) -> dict[Any, dict[str, Any]]:
     return evaluation.frame.set_index("user_id").to_dict("index")
 
 

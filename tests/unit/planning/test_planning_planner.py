@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import pytest
@@ -82,13 +84,13 @@ def test_a_run_records_every_member_and_enqueues_parseable_jobs(deps: PlannerDep
     assert by_user.loc[3, "outcome"] == Outcome.NO_CHANNEL
     assert by_user.loc[2, "reason"] == "waiting:2026-12-01T14:00:00+00:00"
     # And the queued users are in jobs the sender parses, each send id once
-    queues: FakeQueues = deps.queues  # type: ignore[assignment]
+    queues = cast("FakeQueues", deps.queues)
     jobs = [parse_job(body, "kakao_brand") for body in queues.sent["kakao_brand"]]
     queued = set(by_user.index[by_user["outcome"] == "queued"])
     assert {r.user_id for job in jobs for r in job.recipients} == queued
     assert all(job.rules_hash == summary.rules_hash and len(job.recipients) <= 100 for job in jobs)
     # And the waiting user is stored in a batch with a one-time schedule at the window opening
-    waits: FakeWaits = deps.waits  # type: ignore[assignment]
+    waits = cast("FakeWaits", deps.waits)
     key = "waiting/promo_a@20261201T0100Z/20261201T1400Z.json"
     assert summary.waiting_batches == [key]
     assert waits.scheduled[key] == T + timedelta(hours=13)
@@ -102,7 +104,7 @@ def test_a_run_records_every_member_and_enqueues_parseable_jobs(deps: PlannerDep
 def test_a_second_firing_of_the_same_minute_is_a_no_op(deps: PlannerDependencies) -> None:
     setup_single(deps)
     plan_campaign("promo_a", T, deps)
-    queues: FakeQueues = deps.queues  # type: ignore[assignment]
+    queues = cast("FakeQueues", deps.queues)
     sent = {channel: list(bodies) for channel, bodies in queues.sent.items()}
     # When the schedule fires again for the same time (seconds differ)
     again = plan_campaign("promo_a", T + timedelta(seconds=30), deps)
@@ -183,7 +185,7 @@ def test_release_waiting_enqueues_once(deps: PlannerDependencies) -> None:
     setup_single(deps)
     summary = plan_campaign("promo_a", T, deps)
     key = summary.waiting_batches[0]
-    queues: FakeQueues = deps.queues  # type: ignore[assignment]
+    queues = cast("FakeQueues", deps.queues)
     before = len(queues.sent["kakao_brand"])
     # When its schedule fires (twice)
     first = release_waiting(key, deps)
@@ -201,13 +203,16 @@ def test_release_of_a_bad_key_is_a_clear_error(deps: PlannerDependencies, key: s
         release_waiting(key, deps)
 
 
-class BrokenQueues(FakeQueues):
+class BrokenQueues:
     """Enqueues the first campaign's jobs, then the queue service goes away."""
 
-    def send_jobs(self, channel: str, bodies: list[str]) -> int:  # type: ignore[override]
+    def __init__(self) -> None:
+        self.working = FakeQueues()
+
+    def send_jobs(self, channel: str, bodies: Sequence[str]) -> int:
         if any('"campaign_id":"low"' in body for body in bodies):
             raise QueueError("cannot enqueue: ServiceUnavailable")
-        return super().send_jobs(channel, bodies)
+        return int(self.working.send_jobs(channel, bodies))
 
 
 def test_an_enqueue_error_fails_only_the_unfinished_runs_and_propagates(deps: PlannerDependencies) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def _room_for_a_first_send(policy: Policy, campaign: Campaign) -> dict[str, bool
 def arbitrate(
     policy: Policy,
     evaluations: Sequence[Evaluation],
-    usage: Mapping[object, UserCapState],
+    usage: Mapping[Any, UserCapState],
 ) -> dict[str, int]:
     """Decide every ``pending`` row of ``evaluations`` in priority order, in place.
 
@@ -62,7 +63,7 @@ def arbitrate(
     usage
         Stored cap state per user id (``CapStore.usage_snapshot``); never modified.
     """
-    planned: MutableMapping[object, UserCapState] = {}
+    planned: MutableMapping[Any, UserCapState] = {}
     ordered = sorted(evaluations, key=lambda e: (-e.context.campaign.priority, e.context.campaign.id))
     lost: dict[str, int] = {}
     for position, evaluation in enumerate(ordered):
