@@ -203,6 +203,11 @@ def test_fallback_moves_the_place_to_the_next_channel(store: CapStore, ddb: Any,
     assert found["s_s1"]["S"].startswith("sms|")
     # and a redelivered sms job is a retry, not a third channel
     assert store.reserve(reservation("s1", "sms", topic="promo")).status == "already_reserved"
+    # and a late redelivery of the kakao job never moves the place back (the send state skips it)
+    assert store.reserve(reservation("s1", "kakao_brand", topic="promo")).status == "already_reserved"
+    found = item(ddb)
+    assert (number(found, "n_w_ch_kakao_brand"), number(found, "n_w_ch_sms")) == (0, 1)
+    assert found["s_s1"]["S"].endswith("|kakao_brand")
 
 
 def test_fallback_refused_by_the_new_channel_cap_keeps_the_old_place(store: CapStore, ddb: Any) -> None:

@@ -302,6 +302,9 @@ def test_send_entry_round_trips(  # noqa: PLR0917
 ) -> None:
     entry = SendEntry(send_id, channel, weekday, campaign, topic, sent_at)
     assert SendEntry.decode(send_id, entry.encode()) == entry
+    moved = entry.moved_to("webhook").moved_to("email")
+    assert moved.moved_from == (channel, "webhook")
+    assert SendEntry.decode(send_id, moved.encode()) == moved
 
 
 def test_counter_names_cover_total_channel_campaign_and_topic() -> None:

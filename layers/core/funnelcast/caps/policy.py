@@ -146,7 +146,11 @@ def epoch_seconds(moment: datetime) -> int:
 
 @dataclass(frozen=True)
 class SendEntry:
-    """One reserved send inside a week: enough to move or give back its place exactly."""
+    """One reserved send inside a week: enough to move or give back its place exactly.
+
+    ``moved_from`` lists the channels the send already left (waterfall fallback), so a late
+    redelivery of an earlier channel's job never moves the place back.
+    """
 
     send_id: str
     channel: str
@@ -154,15 +158,22 @@ class SendEntry:
     campaign_id: str
     topic: str | None
     sent_at: int  # epoch seconds UTC
+    moved_from: tuple[str, ...] = ()
 
     def encode(self) -> str:
-        """``channel|weekday|campaign|topic|sent_at`` (ids never contain ``|``: rule ids are ``[a-z0-9_]``)."""
-        return _SEPARATOR.join((self.channel, str(self.weekday), self.campaign_id, self.topic or "", str(self.sent_at)))
+        """``channel|weekday|campaign|topic|sent_at|moved,from`` (rule ids and channels never hold ``|`` or ``,``)."""
+        fields = (self.channel, str(self.weekday), self.campaign_id, self.topic or "", str(self.sent_at))
+        return _SEPARATOR.join((*fields, ",".join(self.moved_from)))
 
     @classmethod
     def decode(cls, send_id: str, text: str) -> SendEntry:
-        channel, weekday, campaign_id, topic, sent_at = text.split(_SEPARATOR)
-        return cls(send_id, channel, int(weekday), campaign_id, topic or None, int(sent_at))
+        channel, weekday, campaign_id, topic, sent_at, *rest = text.split(_SEPARATOR)
+        moved_from = tuple(c for c in rest[0].split(",") if c) if rest else ()
+        return cls(send_id, channel, int(weekday), campaign_id, topic or None, int(sent_at), moved_from)
+
+    def moved_to(self, channel: str) -> SendEntry:
+        """This send after falling back to ``channel``."""
+        return replace(self, channel=channel, moved_from=(*self.moved_from, self.channel))
 
     def counters(self) -> tuple[str, ...]:
         return counter_names(channel=self.channel, topic=self.topic, campaign_id=self.campaign_id, weekday=self.weekday)
@@ -212,8 +223,7 @@ class WeekUsage:
             counters[name] = counters.get(name, 0) - 1
         for name in channel_counter_names(channel, entry.weekday):
             counters[name] = counters.get(name, 0) + 1
-        moved = replace(entry, channel=channel)
-        return replace(self, counters=counters, sends={**self.sends, send_id: moved})
+        return replace(self, counters=counters, sends={**self.sends, send_id: entry.moved_to(channel)})
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ Item shape (table keys ``pk`` / ``sk``, TTL ``expires_at``), one item per user p
     pk = "u#<user_id>"  (int ids as digits, string ids as "u#s:<id>": 123 and "123" stay apart)
     sk = "w#2026-W49"
     n_w, n_d3, n_w_ch_sms, n_d3_ch_sms, n_w_tp_promo, n_w_cp_cart, ...   counters (policy.py names)
-    s_<send_id> = "sms|3|cart|promo|1764576000"   the reserved sends: channel, weekday, campaign,
-                                                  topic, sent_at - enough to move or give back
+    s_<send_id> = "sms|3|cart|promo|1764576000|kakao_brand"   the reserved sends: channel, weekday,
+                                                  campaign, topic, sent_at, channels it fell back from
     ls_<campaign> = 1764576000                    latest reserved send of the campaign this week
     expires_at = end of the week + retention      (TTL)
 
@@ -16,7 +16,9 @@ below its max and the campaign's ``ls`` is at least ``resend_after`` old. On a f
 DynamoDB returns the item (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), so no read is needed
 to tell apart a retry (``already_reserved``), a waterfall fallback (the send id is held under
 another channel: a second conditional write moves the per-channel counters, checking the new
-channel's caps; totals unchanged) and a refusal (the pure policy names the refusing cap).
+channel's caps; totals unchanged) and a refusal (the pure policy names the refusing cap). A
+late redelivery of a channel the send already fell back FROM is ``already_reserved`` too: the
+place never moves back (the sender's send state then skips that stale attempt).
 
 ``resend_after`` across week boundaries (the choice): the write checks ``ls_<campaign>`` of the
 send's own week item only, because a single ``UpdateItem`` touches one item and a transaction per
@@ -202,7 +204,9 @@ class CapStore:
             usage = usage_from_item(item) if item else WeekUsage(week_key(reservation.local_day))
             held = usage.sends.get(reservation.send_id)
             if held is not None:
-                if held.channel == reservation.channel:
+                if held.channel == reservation.channel or reservation.channel in held.moved_from:
+                    # A retry, or a late redelivery of a channel the send already left: keep the
+                    # place where it is (the sender's send state then skips the stale attempt).
                     return ReserveResult("already_reserved")
                 moved = self._move(reservation, key, usage, held)
                 if moved is not None:
@@ -266,7 +270,7 @@ class CapStore:
         cap = first_refusing_move_cap(self.policy, usage, held, new_channel)
         if cap is not None:
             return ReserveResult("refused", cap)
-        moved = SendEntry(held.send_id, new_channel, held.weekday, held.campaign_id, held.topic, held.sent_at)
+        moved = held.moved_to(new_channel)
         expr = _Expression()
         adds = [f"{expr.name(c)} {expr.number(-1)}" for c in channel_counter_names(held.channel, held.weekday)]
         adds += [f"{expr.name(c)} {expr.number(1)}" for c in channel_counter_names(new_channel, held.weekday)]
