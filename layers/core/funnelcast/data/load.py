@@ -244,7 +244,10 @@ def _user_ids(table: pa.Table, uri: str, from_csv: bool, reasons: _Reasons) -> t
     text = pc.utf8_trim_whitespace(_as_text(column))
     empty = _numpy_bool(pc.is_null(text)) | _numpy_bool(pc.equal(text, ""))
     reasons.flag(empty, "null user_id")
-    if from_csv and len(text) and (~empty).any():
+    if from_csv:
+        if empty.all():
+            # A CSV without a single id says nothing about the type of the ids.
+            return text, None
         canonical = _numpy_bool(pc.match_substring_regex(text, CANONICAL_INT))
         if canonical[~empty].all():
             # CSV has no types: ids written as canonical integers are integers, as in Parquet.
