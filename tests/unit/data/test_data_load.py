@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -40,17 +42,9 @@ def put(root: LocalStore) -> Callable[[str, str | bytes], None]:
     return write
 
 
-def _needs(**changes: object) -> DataNeeds:
-    base = needs_everything(T, T - timedelta(days=30))
-    values = {
-        "event_types": base.event_types,
-        "event_columns": base.event_columns,
-        "customer_columns": base.customer_columns,
-        "earliest": base.earliest,
-        "until": base.until,
-    }
-    values.update(changes)
-    return DataNeeds(**values)  # type: ignore[arg-type]
+def _needs(**changes: Any) -> DataNeeds:
+    """Every type and column over (T - 30d, T], with ``changes`` applied."""
+    return dataclasses.replace(needs_everything(T, T - timedelta(days=30)), **changes)
 
 
 def test_corrupt_rows_are_quarantined_with_a_reason_and_the_run_goes_on(
@@ -286,8 +280,8 @@ def test_partitions_outside_the_window_are_not_read(root: LocalStore, put: Calla
     assert read == ["dt=2026-11-10/part-0.csv", "dt=2026-11-23/part-0.csv"]
     # ... and the dt column is not added to the frame
     assert "dt" not in load_dataset(root, needs, run_id="r").events.columns
-    assert list_data_keys(root, "events") == [f"events/dt={d}/part-0.csv" for d in
-                                              ("2026-10-01", "2026-10-23", "2026-11-10", "2026-11-23", "2026-11-25")]  # fmt: skip
+    all_days = ("2026-10-01", "2026-10-23", "2026-11-10", "2026-11-23", "2026-11-25")
+    assert list_data_keys(root, "events") == [f"events/dt={day}/part-0.csv" for day in all_days]
 
 
 def test_window_is_half_open_and_types_filtered(root: LocalStore, put: Callable[[str, str | bytes], None]) -> None:
