@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from funnelcast.caps.policy import Reservation, UserCapState, first_refusing_cap, week_key
+from funnelcast.caps.policy import (
+    Reservation,
+    SendEntry,
+    UserCapState,
+    WeekUsage,
+    first_refusing_cap,
+    first_refusing_move_cap,
+    week_key,
+)
 from funnelcast.caps.store import CapStore, user_pk
 from funnelcast.errors import CapStoreError
 from funnelcast.rules.models import Policy
@@ -366,3 +374,72 @@ def test_template_cap_table_through_settings(aws: Any) -> None:
     # Then the user holds no place and the item carries the TTL attribute
     assert store.user_state(1).week(week_key(WEDNESDAY)).count("n_w") == 0
     assert "expires_at" in item(aws.client("dynamodb"), table=settings.cap_table)
+
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), st.sampled_from(["email", "sms", "push"]), st.sampled_from([None, "promo"])),
+        st.tuples(st.just("retry"), st.integers(0, 9), st.none()),
+        st.tuples(st.just("fallback"), st.integers(0, 9), st.sampled_from(["email", "sms", "push", "kakao_brand"])),
+        st.tuples(st.just("release"), st.integers(0, 9), st.none()),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations)
+def test_reserve_retry_fallback_release_match_the_model(store: CapStore, ops: list[Any]) -> None:
+    # Given a fresh user and a random mix of new sends, retries, fallbacks and releases on one day
+    user = next(FRESH_USERS)
+    model = WeekUsage(week_key(WEDNESDAY))
+    made: list[Reservation] = []
+    for op, arg, extra in ops:
+        if op == "reserve":
+            target = reservation(f"n{len(made)}", arg, user_id=user, topic=extra, campaign_id=f"c{len(made)}")
+            made.append(target)
+        elif not made:
+            continue
+        else:
+            target = made[arg % len(made)]
+            if op == "fallback":
+                target = replace(target, channel=extra)
+        held = model.sends.get(target.send_id)
+        # The model's answer: pure policy on the model's week
+        if op == "release":
+            store.release(target)
+            model = model.without_send(target.send_id)
+            continue
+        if held is None:
+            state = UserCapState(user, {model.week: model})
+            cap = first_refusing_cap(
+                POLICY,
+                state,
+                channel=target.channel,
+                topic=target.topic,
+                campaign_id=target.campaign_id,
+                local_day=WEDNESDAY,
+                sent_at=NOW,
+                resend_after=None,
+            )
+            expected = ("reserved", None) if cap is None else ("refused", cap)
+            if cap is None:
+                entry = SendEntry(
+                    target.send_id, target.channel, 3, target.campaign_id, target.topic, int(NOW.timestamp())
+                )
+                model = model.with_send(entry)
+        elif target.channel == held.channel or target.channel in held.moved_from:
+            expected = ("already_reserved", None)
+        else:
+            cap = first_refusing_move_cap(POLICY, model, held, target.channel)
+            expected = ("reserved", None) if cap is None else ("refused", cap)
+            if cap is None:
+                model = model.with_channel(target.send_id, target.channel)
+        # When the store does the same, Then it answers the same
+        result = store.reserve(target)
+        assert (result.status, result.cap) == expected, (op, target)
+    # and holds exactly the model's counters and sends
+    stored = store.user_state(user).week(model.week)
+    assert {k: v for k, v in stored.counters.items() if v} == {k: v for k, v in model.counters.items() if v}
+    assert stored.sends == dict(model.sends)
