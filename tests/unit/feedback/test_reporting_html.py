@@ -32,15 +32,42 @@ def run_dir(tmp_path: Path) -> Path:
         outcome = ["queued", "queued", "capped", "waiting", "suppressed", "holdout", "queued", "holdout"][user % 8]
         send_id = f"s{user}" if outcome == "queued" else None
         variant = None if outcome == "holdout" else ("a" if user % 2 else "b")
-        decisions.append({"run_id": "r", "campaign_id": "재구매_유도", "user_id": user, "variant_id": variant,
-                          "outcome": outcome, "reason": "", "decided_at": day, "send_id": send_id,
-                          "channel": None if outcome == "holdout" else "kakao_alimtalk"})
+        decisions.append(
+            {
+                "run_id": "r",
+                "campaign_id": "재구매_유도",
+                "user_id": user,
+                "variant_id": variant,
+                "outcome": outcome,
+                "reason": "",
+                "decided_at": day,
+                "send_id": send_id,
+                "channel": None if outcome == "holdout" else "kakao_alimtalk",
+            }
+        )
         if send_id:
-            deliveries.append({"send_id": send_id, "run_id": "r", "campaign_id": "재구매_유도", "user_id": user,
-                               "variant_id": variant, "channel": "kakao_alimtalk", "status": "sent",
-                               "sent_at": day})
-            feedback.append({"event_id": f"e{user}", "send_id": send_id, "type": "delivered", "ts": day,
-                             "channel": "kakao_alimtalk", "user_id": str(user)})
+            deliveries.append(
+                {
+                    "send_id": send_id,
+                    "run_id": "r",
+                    "campaign_id": "재구매_유도",
+                    "user_id": user,
+                    "variant_id": variant,
+                    "channel": "kakao_alimtalk",
+                    "status": "sent",
+                    "sent_at": day,
+                }
+            )
+            feedback.append(
+                {
+                    "event_id": f"e{user}",
+                    "send_id": send_id,
+                    "type": "delivered",
+                    "ts": day,
+                    "channel": "kakao_alimtalk",
+                    "user_id": str(user),
+                }
+            )
         if user % 3 == 0:
             events.append({"user_id": user, "event": "purchase", "ts": day + timedelta(hours=5), "amount": 12000})
     pd.DataFrame(decisions).to_parquet(tmp_path / "decisions.parquet")
@@ -55,10 +82,12 @@ def test_report_writes_kpis_and_html(run_dir: Path) -> None:
     html = run_dir / "report.html"
     assert main(["report", str(run_dir), "--html", str(html)]) == 0
     kpis = pd.read_parquet(run_dir / "kpis.parquet")
-    assert kpis["sent"].sum() == 15 and kpis["holdout"].sum() == 10
+    assert kpis["sent"].sum() == 15
+    assert kpis["holdout"].sum() == 10
     page = html.read_text(encoding="utf-8")
-    assert "재구매_유도" in page and "<script" not in page and "http://" not in page.replace(
-        "http://www.w3.org/2000/svg", "")
+    assert "재구매_유도" in page
+    assert "<script" not in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")
 
 
 def test_report_names_the_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,18 +114,35 @@ def test_chromium_draws_the_charts(run_dir: Path, tmp_path_factory: pytest.TempP
     shot = run_dir / "report.png"
     # When headless Chromium loads it offline
     result = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1400", "--dump-dom",
-         html.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1400",
+            "--dump-dom",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     # Then each chart is an SVG with drawn bars and the screenshot exists
     dom = result.stdout
     assert result.returncode == 0, result.stderr[-2000:]
     for section in ("funnel", "lift", "daily"):
         part = dom.split(f'id="{section}"', 1)[1].split("</section>", 1)[0]
-        assert "<svg" in part and "class=\"bar\"" in part, section
-    assert shot.exists() and shot.stat().st_size > 10_000
+        assert "<svg" in part, section
+        assert 'class="bar"' in part, section
+    assert shot.exists()
+    assert shot.stat().st_size > 10_000
     if os.environ.get("FUNNELCAST_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["FUNNELCAST_KEEP_SCREENSHOT"])

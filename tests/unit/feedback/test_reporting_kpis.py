@@ -29,31 +29,90 @@ def test_lift_matches_hand_computed_wald_interval() -> None:
 def test_lift_is_nan_without_holdout() -> None:
     # Given no holdout users, When lifted, Then no number is invented
     result = lift_two_proportions(5, 10, 0, 0)
-    assert math.isnan(result.lift) and result.treated_rate == 0.5
+    assert math.isnan(result.lift)
+    assert result.treated_rate == 0.5
 
 
 @pytest.fixture
 def run_frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    decisions = pd.DataFrame([
-        {"campaign_id": "c1", "user_id": 1, "variant_id": "a", "outcome": "queued", "send_id": "s1", "channel": "email"},
-        {"campaign_id": "c1", "user_id": 2, "variant_id": "a", "outcome": "queued", "send_id": "s2", "channel": "email"},
-        {"campaign_id": "c1", "user_id": 3, "variant_id": "a", "outcome": "capped", "send_id": None, "channel": "email"},
-        {"campaign_id": "c1", "user_id": 4, "variant_id": None, "outcome": "holdout", "send_id": None, "channel": None},
-        {"campaign_id": "c1", "user_id": 5, "variant_id": None, "outcome": "holdout", "send_id": None, "channel": None},
-    ]).assign(decided_at=T0, reason="", run_id="r1")
-    deliveries = pd.DataFrame([
-        {"send_id": "s1", "campaign_id": "c1", "user_id": 1, "variant_id": "a", "channel": "email", "status": "sent"},
-        {"send_id": "s2", "campaign_id": "c1", "user_id": 2, "variant_id": "a", "channel": "email", "status": "sent"},
-    ]).assign(sent_at=T0)
-    feedback = pd.DataFrame([
-        {"send_id": "s1", "type": "delivered"}, {"send_id": "s1", "type": "clicked"},
-        {"send_id": "s2", "type": "delivered"},
-    ])
-    events = pd.DataFrame([
-        {"user_id": 1, "event": "purchase", "ts": T0 + timedelta(days=1), "amount": 30000},
-        {"user_id": 2, "event": "purchase", "ts": T0 + timedelta(days=8), "amount": 99999},  # outside 7d
-        {"user_id": 4, "event": "purchase", "ts": T0 + timedelta(days=2), "amount": 10000},
-    ])
+    decisions = pd.DataFrame(
+        [
+            {
+                "campaign_id": "c1",
+                "user_id": 1,
+                "variant_id": "a",
+                "outcome": "queued",
+                "send_id": "s1",
+                "channel": "email",
+            },
+            {
+                "campaign_id": "c1",
+                "user_id": 2,
+                "variant_id": "a",
+                "outcome": "queued",
+                "send_id": "s2",
+                "channel": "email",
+            },
+            {
+                "campaign_id": "c1",
+                "user_id": 3,
+                "variant_id": "a",
+                "outcome": "capped",
+                "send_id": None,
+                "channel": "email",
+            },
+            {
+                "campaign_id": "c1",
+                "user_id": 4,
+                "variant_id": None,
+                "outcome": "holdout",
+                "send_id": None,
+                "channel": None,
+            },
+            {
+                "campaign_id": "c1",
+                "user_id": 5,
+                "variant_id": None,
+                "outcome": "holdout",
+                "send_id": None,
+                "channel": None,
+            },
+        ]
+    ).assign(decided_at=T0, reason="", run_id="r1")
+    deliveries = pd.DataFrame(
+        [
+            {
+                "send_id": "s1",
+                "campaign_id": "c1",
+                "user_id": 1,
+                "variant_id": "a",
+                "channel": "email",
+                "status": "sent",
+            },
+            {
+                "send_id": "s2",
+                "campaign_id": "c1",
+                "user_id": 2,
+                "variant_id": "a",
+                "channel": "email",
+                "status": "sent",
+            },
+        ]
+    ).assign(sent_at=T0)
+    feedback = pd.DataFrame(
+        [
+            {"send_id": "s1", "type": "delivered"},
+            {"send_id": "s1", "type": "clicked"},
+            {"send_id": "s2", "type": "delivered"},
+        ]
+    )
+    events = pd.DataFrame(
+        [
+            {"user_id": 1, "event": "purchase", "ts": T0 + timedelta(days=1), "amount": 30000},
+            {"user_id": 2, "event": "purchase", "ts": T0 + timedelta(days=8), "amount": 99999},  # outside 7d
+            {"user_id": 4, "event": "purchase", "ts": T0 + timedelta(days=2), "amount": 10000},
+        ]
+    )
     return decisions, deliveries, feedback, events
 
 
@@ -65,7 +124,9 @@ def test_kpis_by_hand(run_frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
     row = kpis[(kpis["variant_id"] == "a") & (kpis["channel"] == "email")].iloc[0]
     # Then counts, rates and revenue per recipient match the hand count
     assert (row["audience"], row["sent"], row["delivered"], row["capped"], row["clicked"]) == (3, 2, 2, 1, 1)
-    assert row["converted"] == 1 and row["cvr"] == 0.5 and row["ctr"] == 0.5
+    assert row["converted"] == 1
+    assert row["cvr"] == 0.5
+    assert row["ctr"] == 0.5
     assert row["revenue_per_recipient"] == 15000
     # And lift: treated 1/3 (users 1,2,3 eligible) minus holdout 1/2
     assert row["lift"] == pytest.approx(1 / 3 - 1 / 2)
@@ -75,12 +136,15 @@ def test_kpis_by_hand(run_frames: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame
 
 def test_last_touch_within_campaign_credits_the_latest_send() -> None:
     # Given two sends of one campaign to a user, then a purchase
-    deliveries = pd.DataFrame([
-        {"send_id": "early", "campaign_id": "c", "user_id": 1, "status": "sent", "sent_at": T0},
-        {"send_id": "late", "campaign_id": "c", "user_id": 1, "status": "sent", "sent_at": T0 + timedelta(days=1)},
-    ])
+    deliveries = pd.DataFrame(
+        [
+            {"send_id": "early", "campaign_id": "c", "user_id": 1, "status": "sent", "sent_at": T0},
+            {"send_id": "late", "campaign_id": "c", "user_id": 1, "status": "sent", "sent_at": T0 + timedelta(days=1)},
+        ]
+    )
     events = pd.DataFrame([{"user_id": 1, "event": "purchase", "ts": T0 + timedelta(days=2), "amount": 5}])
     # When attributed
     result = attribute_conversions(deliveries, events).set_index("send_id")
     # Then only the latest send converts
-    assert bool(result.loc["late", "converted"]) and not bool(result.loc["early", "converted"])
+    assert bool(result.loc["late", "converted"])
+    assert not bool(result.loc["early", "converted"])

@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
             ruleset = load_ruleset(args.rules).ruleset
             stages = {c.id: c.funnel_stage.value for c in ruleset.campaigns}
         run_dir = Path(args.run_dir)
-        report = build_report(run_dir, funnel_stages=stages, conversion_event=args.event,
-                              window=parse_duration(args.window))
+        report = build_report(
+            run_dir, funnel_stages=stages, conversion_event=args.event, window=parse_duration(args.window)
+        )
         report.kpis.to_parquet(run_dir / "kpis.parquet", index=False)
         if args.html:
             Path(args.html).write_text(report.html, encoding="utf-8")
@@ -41,8 +42,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"funnelcast report: {exc}", file=sys.stderr)
         return 1
     table = Table(title=f"KPIs — {run_dir}")
-    columns = ["campaign_id", "variant_id", "channel", "audience", "holdout", "sent", "delivered", "opened",
-               "clicked", "converted", "cvr", "lift", "lift_ci_low", "lift_ci_high", "p_value"]
+    columns = [
+        "campaign_id",
+        "variant_id",
+        "channel",
+        "audience",
+        "holdout",
+        "sent",
+        "delivered",
+        "opened",
+        "clicked",
+        "converted",
+        "cvr",
+        "lift",
+        "lift_ci_low",
+        "lift_ci_high",
+        "p_value",
+    ]
     for column in columns:
         table.add_column(column, justify="right")
     for record in report.kpis[columns].to_dict("records"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
 
 import pandas as pd
 
@@ -60,21 +59,42 @@ def read_deliveries(store: ObjectStore) -> pd.DataFrame:
     """All ``deliveries/dt=*/*.jsonl`` rows (``DeliveryRecord``), ``sent_at`` as UTC."""
     frame = pd.DataFrame(_read_jsonl(store, "deliveries/"))
     if frame.empty:
-        return pd.DataFrame(columns=["send_id", "campaign_id", "user_id", "variant_id", "channel", "status",
-                                     "sent_at", "topic", "purpose"])
+        return pd.DataFrame(
+            columns=[
+                "send_id",
+                "campaign_id",
+                "user_id",
+                "variant_id",
+                "channel",
+                "status",
+                "sent_at",
+                "topic",
+                "purpose",
+            ]
+        )
     frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True, format="ISO8601")
     return frame
 
 
-def set_aside_unknown(
-    store: ObjectStore, events: pd.DataFrame, deliveries: pd.DataFrame, *, now: datetime
-) -> tuple[pd.DataFrame, int]:
-    """Keep events whose send id no delivery knows under ``feedback/unknown/``; return the rest and the count."""
+UNKNOWN_KEY = f"{UNKNOWN_PREFIX}latest.jsonl"
+
+
+def set_aside_unknown(store: ObjectStore, events: pd.DataFrame, deliveries: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Split off events whose send id no delivery record knows; return the known ones and the count.
+
+    The unknown ones are written to ``feedback/unknown/latest.jsonl`` (replaced on every rebuild, removed
+    when none are left): they stay in the event log too, so a delivery record that lands late (the
+    sender writes it after the provider answered) makes them count on the next rebuild.
+    """
     known = set(deliveries["send_id"].astype(str)) if len(deliveries) else set()
     unknown_mask = ~events["send_id"].astype(str).isin(known)
     unknown = events[unknown_mask]
     if len(unknown):
         buffer = io.StringIO()
-        unknown.assign(ts=unknown["ts"].map(lambda t: t.isoformat())).to_json(buffer, orient="records", lines=True)
-        store.put_bytes(f"{UNKNOWN_PREFIX}{now:%Y-%m-%dT%H%M%S}.jsonl", buffer.getvalue().encode())
+        unknown.assign(ts=unknown["ts"].map(lambda t: t.isoformat())).to_json(
+            buffer, orient="records", lines=True, force_ascii=False
+        )
+        store.put_bytes(UNKNOWN_KEY, buffer.getvalue().encode())
+    elif store.exists(UNKNOWN_KEY):
+        store.delete(UNKNOWN_KEY)
     return events[~unknown_mask].reset_index(drop=True), int(unknown_mask.sum())

@@ -160,10 +160,15 @@ def verify_signature(body: bytes, signature: str | None, secret: bytes) -> None:
         raise SignatureError("signature does not match")
 
 
-def parse_vendor_body(body: bytes) -> list[FeedbackEvent]:
-    """A vendor report: ``{"reports": [{id, send_id, status, ts, channel}]}`` or one such object."""
+def check_body_size(body: bytes) -> None:
+    """Refuse bodies over ``MAX_BODY_BYTES`` before any other work (signature, JSON)."""
     if len(body) > MAX_BODY_BYTES:
         raise FeedbackInputError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+
+
+def parse_vendor_body(body: bytes) -> list[FeedbackEvent]:
+    """A vendor report: ``{"reports": [{id, send_id, status, ts, channel[, user_id]}]}`` or one such object."""
+    check_body_size(body)
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -194,6 +199,25 @@ def parse_vendor_body(body: bytes) -> list[FeedbackEvent]:
             )
         )
     return events
+
+
+def parse_unsubscribe_token(token: str, secret: bytes, *, now: datetime) -> FeedbackEvent:
+    """The one-click unsubscribe link of an email (``?t=<send_id>.<mac>``, signed by the sender).
+
+    The event id depends only on the send id, so clicking the link twice is one unsubscribe.
+    """
+    from funnelcast.sending.compliance import verify_token  # noqa: PLC0415 (pure, small)
+
+    send_id = verify_token(token, secret)
+    if send_id is None:
+        raise SignatureError("unsubscribe token signature does not match")
+    return FeedbackEvent(
+        event_id=_event_id("unsubscribe-link", send_id),
+        send_id=send_id,
+        type=FeedbackType.UNSUBSCRIBED,
+        ts=now,
+        channel="email",
+    )
 
 
 def parse_sqs_body(body: str) -> list[FeedbackEvent]:

@@ -16,6 +16,18 @@ from funnelcast.storage import ObjectStore
 
 SUPPRESSION_KEY = "suppression/latest.parquet"
 COLUMNS = ["user_id", "channel", "topic", "until", "reason"]
+#: Channels whose provider reports opens (SES open tracking). Elsewhere "unopened" means "unknown",
+#: so only these count towards ``suppression.ignored``: an SMS is never an ignored send.
+OPEN_TRACKED_CHANNELS = frozenset({"email"})
+#: Policy files name reactions as verbs (SPEC: ``events: [complaint, unsubscribe]``); events use types.
+POLICY_EVENT_TYPES = {
+    "unsubscribe": "unsubscribed",
+    "complaint": "complaint",
+    "bounce": "bounced",
+    "bounced": "bounced",
+    "unsubscribed": "unsubscribed",
+    "failed": "failed",
+}
 
 
 def build_suppression(
@@ -24,24 +36,46 @@ def build_suppression(
     """Apply ``policy`` to de-duplicated ``events`` joined to ``deliveries`` on ``send_id``.
 
     Topic pauses still running at ``now`` are kept (``until > now``); expired ones are dropped.
-    ``ignored``: a user's last N delivered sends in a topic all unopened pauses it from the last one.
+    ``ignored``: a user's last N delivered sends in a topic, on channels that report opens
+    (``OPEN_TRACKED_CHANNELS``), all unopened pauses the topic from the last of them.
+    ``negative``: a listed reaction (``complaint``, ``unsubscribe``) pauses the send's topic from its time.
     """
     rows: list[pd.DataFrame] = []
     sends = deliveries[["send_id", "user_id", "channel", "topic"]].astype({"send_id": str, "user_id": str})
-    joined = events.astype({"send_id": str}).drop(columns=["user_id", "channel"], errors="ignore").merge(
-        sends, on="send_id", how="inner"
+    joined = (
+        events.astype({"send_id": str})
+        .drop(columns=["user_id", "channel"], errors="ignore")
+        .merge(sends, on="send_id", how="inner")
     )
     unsub = joined[joined["type"] == "unsubscribed"]
     if len(unsub):
         channel = None if policy.unsubscribe == "all" else unsub["channel"]
-        rows.append(pd.DataFrame({"user_id": unsub["user_id"], "channel": channel, "topic": None,
-                                  "until": pd.NaT, "reason": f"unsubscribe:{policy.unsubscribe}"}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "user_id": unsub["user_id"],
+                    "channel": channel,
+                    "topic": None,
+                    "until": pd.NaT,
+                    "reason": f"unsubscribe:{policy.unsubscribe}",
+                }
+            )
+        )
     if policy.negative is not None:
-        negative = joined[joined["type"].isin(policy.negative.events) & joined["topic"].notna()]
+        types = {POLICY_EVENT_TYPES.get(name, name) for name in policy.negative.events}
+        negative = joined[joined["type"].isin(types) & joined["topic"].notna()]
         if len(negative):
-            rows.append(pd.DataFrame({"user_id": negative["user_id"], "channel": None, "topic": negative["topic"],
-                                      "until": negative["ts"] + policy.negative.topic_for,
-                                      "reason": "negative:" + negative["type"]}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "user_id": negative["user_id"],
+                        "channel": None,
+                        "topic": negative["topic"],
+                        "until": negative["ts"] + policy.negative.topic_for,
+                        "reason": "negative:" + negative["type"],
+                    }
+                )
+            )
     if policy.ignored is not None:
         rows.append(_ignored(joined, deliveries, policy, sends))
     if not rows:
@@ -64,15 +98,24 @@ def _ignored(joined: pd.DataFrame, deliveries: pd.DataFrame, policy: Suppression
     engaged = set(joined.loc[joined["type"].isin(["opened", "clicked"]), "send_id"])
     delivered = joined.loc[joined["type"] == "delivered", ["send_id", "ts"]].drop_duplicates("send_id")
     history = delivered.merge(sends, on="send_id")
-    history = history[history["topic"].notna()].sort_values("ts")
+    history = history[history["topic"].notna() & history["channel"].isin(OPEN_TRACKED_CHANNELS)].sort_values("ts")
     history["unopened"] = ~history["send_id"].isin(engaged)
     last_n = history.groupby(["user_id", "topic"]).tail(policy.ignored.after)
-    grouped = last_n.groupby(["user_id", "topic"]).agg(count=("unopened", "size"), unopened=("unopened", "sum"),
-                                                       last=("ts", "max")).reset_index()
+    grouped = (
+        last_n.groupby(["user_id", "topic"])
+        .agg(count=("unopened", "size"), unopened=("unopened", "sum"), last=("ts", "max"))
+        .reset_index()
+    )
     hit = grouped[(grouped["count"] >= policy.ignored.after) & (grouped["unopened"] == grouped["count"])]
-    return pd.DataFrame({"user_id": hit["user_id"], "channel": None, "topic": hit["topic"],
-                         "until": hit["last"] + policy.ignored.topic_for,
-                         "reason": f"ignored:{policy.ignored.after}"})
+    return pd.DataFrame(
+        {
+            "user_id": hit["user_id"],
+            "channel": None,
+            "topic": hit["topic"],
+            "until": hit["last"] + policy.ignored.topic_for,
+            "reason": f"ignored:{policy.ignored.after}",
+        }
+    )
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -91,7 +134,7 @@ def rebuild_suppression(store: ObjectStore, policy: Suppression, *, now: datetim
     from funnelcast.feedback.ingest import read_deliveries, read_events, set_aside_unknown  # noqa: PLC0415
 
     deliveries = read_deliveries(store)
-    events, unknown = set_aside_unknown(store, read_events(store), deliveries, now=now)
+    events, unknown = set_aside_unknown(store, read_events(store), deliveries)
     frame = build_suppression(events, deliveries, policy, now=now)
     store.put_bytes(SUPPRESSION_KEY, to_parquet_bytes(frame))
     return frame, unknown

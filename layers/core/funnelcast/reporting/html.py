@@ -13,8 +13,10 @@ FONT = "font-family='Noto Sans CJK KR, Apple SD Gothic Neo, Malgun Gothic, sans-
 
 
 def _svg(width: int, height: int, body: list[str], title: str) -> str:
-    return (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
-            f"aria-label='{escape(title)}' {FONT} font-size='12'>{''.join(body)}</svg>")
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
+        f"aria-label='{escape(title)}' {FONT} font-size='12'>{''.join(body)}</svg>"
+    )
 
 
 def funnel_svg(kpis: pd.DataFrame) -> str:
@@ -28,8 +30,10 @@ def funnel_svg(kpis: pd.DataFrame) -> str:
         width = 420 * value / top
         y = 10 + i * 34
         body.append(f"<text x='0' y='{y + 18}'>{escape(label)}</text>")
-        body.append(f"<rect class='bar' x='{150 + (420 - width) / 2:.1f}' y='{y}' width='{width:.1f}' "
-                    f"height='26' fill='#5e35b1'><title>{escape(label)}: {value}</title></rect>")
+        body.append(
+            f"<rect class='bar' x='{150 + (420 - width) / 2:.1f}' y='{y}' width='{width:.1f}' "
+            f"height='26' fill='#5e35b1'><title>{escape(label)}: {value}</title></rect>"
+        )
         body.append(f"<text x='{590}' y='{y + 18}'>{value:,}</text>")
     return _svg(660, 10 + len(steps) * 34, body, "funnel")
 
@@ -44,8 +48,10 @@ def lift_svg(kpis: pd.DataFrame) -> str:
     span = max([abs(v) for v in finite] + [0.01])
     scale = 220 / span
     centre = 430
-    body = [f"<line x1='{centre}' y1='0' x2='{centre}' y2='{20 + 30 * len(rows)}' stroke='#999'/>",
-            f"<text x='{centre - 220}' y='12'>-{span:.1%}</text><text x='{centre + 180}' y='12'>+{span:.1%}</text>"]
+    body = [
+        f"<line x1='{centre}' y1='0' x2='{centre}' y2='{20 + 30 * len(rows)}' stroke='#999'/>",
+        f"<text x='{centre - 220}' y='12'>-{span:.1%}</text><text x='{centre + 180}' y='12'>+{span:.1%}</text>",
+    ]
     for i, row in enumerate(rows.itertuples(index=False)):
         y = 24 + i * 30
         label = f"{row.campaign_id} / {row.variant_id}: {row.treated_rate:.1%}"
@@ -56,11 +62,15 @@ def lift_svg(kpis: pd.DataFrame) -> str:
             x = centre + row.lift * scale
             x0, x1 = centre + row.lift_ci_low * scale, centre + row.lift_ci_high * scale
             colour = "#2e7d32" if row.lift_ci_low > 0 else ("#c62828" if row.lift_ci_high < 0 else "#757575")
-            body.append(f"<rect class='bar' x='{min(centre, x):.1f}' y='{y + 4}' width='{abs(x - centre):.1f}' "
-                        f"height='12' fill='{colour}' opacity='0.5'><title>lift {row.lift:+.2%} "
-                        f"(95% CI {row.lift_ci_low:+.2%} .. {row.lift_ci_high:+.2%})</title></rect>")
-            body.append(f"<line class='ci' x1='{x0:.1f}' x2='{x1:.1f}' y1='{y + 10}' y2='{y + 10}' "
-                        f"stroke='{colour}' stroke-width='2'/>")
+            body.append(
+                f"<rect class='bar' x='{min(centre, x):.1f}' y='{y + 4}' width='{abs(x - centre):.1f}' "
+                f"height='12' fill='{colour}' opacity='0.5'><title>lift {row.lift:+.2%} "
+                f"(95% CI {row.lift_ci_low:+.2%} .. {row.lift_ci_high:+.2%})</title></rect>"
+            )
+            body.append(
+                f"<line class='ci' x1='{x0:.1f}' x2='{x1:.1f}' y1='{y + 10}' y2='{y + 10}' "
+                f"stroke='{colour}' stroke-width='2'/>"
+            )
         else:
             body.append(f"<text x='{centre + 6}' y='{y + 14}' fill='#757575'>no holdout</text>")
     return _svg(680, 30 + 30 * len(rows), body, "lift")
@@ -82,23 +92,29 @@ def daily_svg(daily: pd.DataFrame) -> str:
             height = 200 * value / top
             y -= height
             if value:
-                body.append(f"<rect class='bar' x='{x}' y='{y:.1f}' width='{bar_width}' height='{height:.1f}' "
-                            f"fill='{colour}'><title>{row.day} {outcome}: {int(value)}</title></rect>")
+                body.append(
+                    f"<rect class='bar' x='{x}' y='{y:.1f}' width='{bar_width}' height='{height:.1f}' "
+                    f"fill='{colour}'><title>{row.day} {outcome}: {int(value)}</title></rect>"
+                )
         body.append(f"<text x='{x}' y='236' font-size='10'>{escape(str(row.day)[5:])}</text>")
     for j, (outcome, colour) in enumerate(OUTCOME_COLOURS.items()):
-        body.append(f"<rect x='{40 + j * 110}' y='248' width='10' height='10' fill='{colour}'/>"
-                    f"<text x='{54 + j * 110}' y='257'>{outcome}</text>")
+        body.append(
+            f"<rect x='{40 + j * 110}' y='248' width='10' height='10' fill='{colour}'/>"
+            f"<text x='{54 + j * 110}' y='257'>{outcome}</text>"
+        )
     return _svg(max(480, 60 + len(daily) * (bar_width + 6)), 266, body, "daily")
 
 
 def daily_outcomes(decisions: pd.DataFrame, deliveries: pd.DataFrame) -> pd.DataFrame:
     """Per UTC day: sent (deliveries) and capped / waited / suppressed (decisions)."""
     decided = decisions.assign(day=pd.to_datetime(decisions["decided_at"], utc=True).dt.strftime("%Y-%m-%d"))
-    frame = pd.DataFrame({
-        "capped": decided[decided["outcome"] == "capped"].groupby("day").size(),
-        "waited": decided[decided["outcome"] == "waiting"].groupby("day").size(),
-        "suppressed": decided[decided["outcome"] == "suppressed"].groupby("day").size(),
-    })
+    frame = pd.DataFrame(
+        {
+            "capped": decided[decided["outcome"] == "capped"].groupby("day").size(),
+            "waited": decided[decided["outcome"] == "waiting"].groupby("day").size(),
+            "suppressed": decided[decided["outcome"] == "suppressed"].groupby("day").size(),
+        }
+    )
     if len(deliveries):
         sent = deliveries[deliveries["status"] == "sent"]
         days = pd.to_datetime(sent["sent_at"], utc=True).dt.strftime("%Y-%m-%d")
@@ -108,9 +124,30 @@ def daily_outcomes(decisions: pd.DataFrame, deliveries: pd.DataFrame) -> pd.Data
 
 
 def kpi_table_html(kpis: pd.DataFrame) -> str:
-    columns = ["campaign_id", "variant_id", "channel", "funnel_stage", "audience", "holdout", "sent", "delivered",
-               "failed", "capped", "waited", "suppressed", "opened", "clicked", "converted", "ctr", "cvr",
-               "revenue_per_recipient", "lift", "lift_ci_low", "lift_ci_high", "p_value"]
+    columns = [
+        "campaign_id",
+        "variant_id",
+        "channel",
+        "funnel_stage",
+        "audience",
+        "holdout",
+        "sent",
+        "delivered",
+        "failed",
+        "capped",
+        "waited",
+        "suppressed",
+        "opened",
+        "clicked",
+        "converted",
+        "ctr",
+        "cvr",
+        "revenue_per_recipient",
+        "lift",
+        "lift_ci_low",
+        "lift_ci_high",
+        "p_value",
+    ]
     present = [c for c in columns if c in kpis]
     head = "".join(f"<th>{escape(c)}</th>" for c in present)
     rows = []
@@ -119,10 +156,19 @@ def kpi_table_html(kpis: pd.DataFrame) -> str:
         for column in present:
             value = record[column]
             if isinstance(value, float):
-                text = "" if not math.isfinite(value) else (f"{value:,.0f}" if column == "revenue_per_recipient"
-                                                             else f"{value:.4f}" if column == "p_value"
-                                                             else f"{value:+.2%}" if column.startswith("lift")
-                                                             else f"{value:.2%}")
+                text = (
+                    ""
+                    if not math.isfinite(value)
+                    else (
+                        f"{value:,.0f}"
+                        if column == "revenue_per_recipient"
+                        else f"{value:.4f}"
+                        if column == "p_value"
+                        else f"{value:+.2%}"
+                        if column.startswith("lift")
+                        else f"{value:.2%}"
+                    )
+                )
             else:
                 text = str(value)
             cells.append(f"<td>{escape(text)}</td>")

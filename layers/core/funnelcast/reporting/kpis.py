@@ -49,19 +49,31 @@ def lift_two_proportions(x_treated: int, n_treated: int, x_holdout: int, n_holdo
     return LiftResult(p1, p0, diff, diff - Z_95 * se, diff + Z_95 * se, p_value)
 
 
+def customer_event_names(customer_events: pd.DataFrame) -> pd.Series:
+    """The event name column: ``event_type`` (SPEC §1) or ``event`` (older run directories)."""
+    if "event_type" in customer_events:
+        return customer_events["event_type"].astype(str)
+    if "event" in customer_events:
+        return customer_events["event"].astype(str)
+    return pd.Series("", index=customer_events.index, dtype=object)
+
+
 def attribute_conversions(
-    deliveries: pd.DataFrame, customer_events: pd.DataFrame, *, event: str = "purchase",
-    window: timedelta = timedelta(days=7), amount_field: str = "amount",
+    deliveries: pd.DataFrame,
+    customer_events: pd.DataFrame,
+    *,
+    event: str = "purchase",
+    window: timedelta = timedelta(days=7),
+    amount_field: str = "amount",
 ) -> pd.DataFrame:
     """Per sent ``send_id``: ``converted`` (bool) and ``revenue`` (sum of ``amount_field``)."""
     sent = deliveries[deliveries["status"] == "sent"][["send_id", "campaign_id", "user_id", "sent_at"]].copy()
     sent["user_id"] = sent["user_id"].astype(str)
-    conversions = customer_events[customer_events["event"] == event].copy()
+    conversions = customer_events[customer_event_names(customer_events) == event].copy()
     conversions["user_id"] = conversions["user_id"].astype(str)
     conversions["ts"] = pd.to_datetime(conversions["ts"], utc=True)
     conversions["amount"] = (
-        pd.to_numeric(conversions[amount_field], errors="coerce").fillna(0.0)
-        if amount_field in conversions else 0.0
+        pd.to_numeric(conversions[amount_field], errors="coerce").fillna(0.0) if amount_field in conversions else 0.0
     )
     pairs = conversions[["user_id", "ts", "amount"]].reset_index(names="conversion_row").merge(sent, on="user_id")
     pairs = pairs[(pairs["ts"] > pairs["sent_at"]) & (pairs["ts"] <= pairs["sent_at"] + window)]
@@ -77,7 +89,7 @@ def attribute_conversions(
 def _converted_after_decision(
     decisions: pd.DataFrame, customer_events: pd.DataFrame, event: str, window: timedelta
 ) -> pd.Series:
-    purchases = customer_events[customer_events["event"] == event][["user_id", "ts"]].copy()
+    purchases = customer_events[customer_event_names(customer_events) == event][["user_id", "ts"]].copy()
     purchases["user_id"] = purchases["user_id"].astype(str)
     purchases["ts"] = pd.to_datetime(purchases["ts"], utc=True)
     frame = decisions[["user_id", "decided_at"]].reset_index(names="row").merge(purchases, on="user_id")
@@ -85,15 +97,31 @@ def _converted_after_decision(
     return decisions.index.to_series().isin(hits["row"])
 
 
+def _converted_before_decision(decisions: pd.DataFrame, customer_events: pd.DataFrame, event: str) -> pd.Series:
+    purchases = customer_events[customer_event_names(customer_events) == event][["user_id", "ts"]].copy()
+    purchases["user_id"] = purchases["user_id"].astype(str)
+    purchases["ts"] = pd.to_datetime(purchases["ts"], utc=True)
+    first = purchases.groupby("user_id")["ts"].min()
+    before = decisions["user_id"].map(first)
+    return (before.notna() & (before <= decisions["decided_at"])).astype(bool)
+
+
 def compute_kpis(
-    decisions: pd.DataFrame, deliveries: pd.DataFrame, feedback: pd.DataFrame, customer_events: pd.DataFrame,
-    *, funnel_stages: dict[str, str] | None = None, conversion_event: str = "purchase",
+    decisions: pd.DataFrame,
+    deliveries: pd.DataFrame,
+    feedback: pd.DataFrame,
+    customer_events: pd.DataFrame,
+    *,
+    funnel_stages: dict[str, str] | None = None,
+    conversion_event: str = "purchase",
     window: timedelta = timedelta(days=7),
 ) -> pd.DataFrame:
     """One row per (campaign, variant, channel) with counts, rates and the campaign/variant lift.
 
     ``decisions``: DecisionRecord rows; ``deliveries``: DeliveryRecord rows; ``feedback``: normalised
-    events (``send_id, type``); ``customer_events``: ``user_id, event, ts[, amount]``.
+    events (``send_id, type``); ``customer_events``: ``user_id, event_type (or event), ts[, amount]``.
+    ``repurchase_rate`` (retention campaigns only): among treated users who had converted before their
+    decision, the share converting again within ``window`` after it.
     """
     stages = funnel_stages or {}
     decisions = decisions.copy()
@@ -105,17 +133,23 @@ def compute_kpis(
     deliveries["user_id"] = deliveries["user_id"].astype(str)
     deliveries["sent_at"] = pd.to_datetime(deliveries["sent_at"], utc=True)
 
-    by_outcome = decisions.pivot_table(index=GROUP, columns="outcome", values="user_id", aggfunc="count",
-                                       fill_value=0)
+    by_outcome = decisions.pivot_table(index=GROUP, columns="outcome", values="user_id", aggfunc="count", fill_value=0)
     counts = pd.DataFrame(index=by_outcome.index)
     counts["audience"] = by_outcome.sum(axis=1)
-    for name, outcome in [("holdout", "holdout"), ("capped", "capped"), ("waited", "waiting"),
-                          ("suppressed", "suppressed")]:
-        counts[name] = by_outcome[outcome] if outcome in by_outcome else 0
+    for name, outcome in [
+        ("holdout", "holdout"),
+        ("capped", "capped"),
+        ("waited", "waiting"),
+        ("suppressed", "suppressed"),
+    ]:
+        counts[name] = by_outcome.get(outcome, 0)
 
     fb = feedback.groupby("send_id")["type"].agg(set) if len(feedback) else pd.Series(dtype=object)
-    sends = deliveries.merge(attribute_conversions(deliveries, customer_events, event=conversion_event,
-                                                   window=window), on="send_id", how="left")
+    sends = deliveries.merge(
+        attribute_conversions(deliveries, customer_events, event=conversion_event, window=window),
+        on="send_id",
+        how="left",
+    )
     types = sends["send_id"].map(fb).apply(lambda t: t if isinstance(t, set) else set())
     sends["is_sent"] = sends["status"] == "sent"
     sends["is_failed"] = (sends["status"] == "failed") | types.apply(lambda t: bool(t & {"failed", "bounced"}))
@@ -125,8 +159,12 @@ def compute_kpis(
     sends["converted"] = sends["converted"].fillna(False).astype(bool)
     sends["revenue"] = sends["revenue"].fillna(0.0)
     send_counts = sends.groupby(GROUP).agg(
-        sent=("is_sent", "sum"), failed=("is_failed", "sum"), delivered=("is_delivered", "sum"),
-        opened=("is_opened", "sum"), clicked=("is_clicked", "sum"), converted=("converted", "sum"),
+        sent=("is_sent", "sum"),
+        failed=("is_failed", "sum"),
+        delivered=("is_delivered", "sum"),
+        opened=("is_opened", "sum"),
+        clicked=("is_clicked", "sum"),
+        converted=("converted", "sum"),
         revenue=("revenue", "sum"),
     )
     table = counts.join(send_counts, how="outer").fillna(0)
@@ -139,10 +177,8 @@ def compute_kpis(
     table["cvr"] = (table["converted"] / table["sent"]).where(table["sent"] > 0)
     table["revenue_per_recipient"] = (table["revenue"] / table["sent"]).where(table["sent"] > 0)
 
-    decisions["converted_in_window"] = _converted_after_decision(decisions, customer_events, conversion_event,
-                                                                 window)
-    prior = customer_events[customer_events["event"] == conversion_event]
-    prior_users = set(prior["user_id"].astype(str))
+    decisions["converted_in_window"] = _converted_after_decision(decisions, customer_events, conversion_event, window)
+    decisions["converted_before"] = _converted_before_decision(decisions, customer_events, conversion_event)
     lift_rows = []
     for (campaign_id, variant_id), treated in decisions[
         (decisions["outcome"] != "holdout") & ~decisions["outcome"].isin(NOT_ELIGIBLE)
@@ -150,16 +186,39 @@ def compute_kpis(
         holdout = decisions[(decisions["campaign_id"] == campaign_id) & (decisions["outcome"] == "holdout")]
         treated_users = treated.drop_duplicates("user_id")
         holdout_users = holdout.drop_duplicates("user_id")
-        result = lift_two_proportions(int(treated_users["converted_in_window"].sum()), len(treated_users),
-                                      int(holdout_users["converted_in_window"].sum()), len(holdout_users))
-        returning = treated_users[treated_users["user_id"].isin(prior_users)]
+        result = lift_two_proportions(
+            int(treated_users["converted_in_window"].sum()),
+            len(treated_users),
+            int(holdout_users["converted_in_window"].sum()),
+            len(holdout_users),
+        )
+        returning = treated_users[treated_users["converted_before"]]
         repurchase = float(returning["converted_in_window"].mean()) if len(returning) else float("nan")
-        lift_rows.append({"campaign_id": campaign_id, "variant_id": variant_id,
-                          "treated_rate": result.treated_rate, "holdout_rate": result.holdout_rate,
-                          "lift": result.lift, "lift_ci_low": result.ci_low, "lift_ci_high": result.ci_high,
-                          "p_value": result.p_value,
-                          "repurchase_rate": repurchase if stages.get(str(campaign_id)) == "retention"
-                          else float("nan")})
-    lift = pd.DataFrame(lift_rows, columns=["campaign_id", "variant_id", "treated_rate", "holdout_rate", "lift",
-                                            "lift_ci_low", "lift_ci_high", "p_value", "repurchase_rate"])
+        lift_rows.append(
+            {
+                "campaign_id": campaign_id,
+                "variant_id": variant_id,
+                "treated_rate": result.treated_rate,
+                "holdout_rate": result.holdout_rate,
+                "lift": result.lift,
+                "lift_ci_low": result.ci_low,
+                "lift_ci_high": result.ci_high,
+                "p_value": result.p_value,
+                "repurchase_rate": repurchase if stages.get(str(campaign_id)) == "retention" else float("nan"),
+            }
+        )
+    lift = pd.DataFrame(
+        lift_rows,
+        columns=[
+            "campaign_id",
+            "variant_id",
+            "treated_rate",
+            "holdout_rate",
+            "lift",
+            "lift_ci_low",
+            "lift_ci_high",
+            "p_value",
+            "repurchase_rate",
+        ],
+    )
     return table.merge(lift, on=["campaign_id", "variant_id"], how="left").sort_values(GROUP).reset_index(drop=True)

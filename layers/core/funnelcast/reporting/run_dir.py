@@ -21,7 +21,7 @@ OPTIONAL = {
     # feedback.parquet: normalised feedback events (funnelcast.feedback.normalize.FeedbackEvent columns)
     "feedback.parquet": ["event_id", "send_id", "type", "ts", "channel"],
     # events.parquet: the customers' own events (SPEC §1), conversions are read from here
-    "events.parquet": ["user_id", "event", "ts"],
+    "events.parquet": ["user_id", "ts"],
 }
 
 
@@ -44,7 +44,10 @@ def _read(path: Path, columns: list[str]) -> pd.DataFrame:
 
 
 def build_report(
-    run_dir: Path, *, funnel_stages: dict[str, str] | None = None, conversion_event: str = "purchase",
+    run_dir: Path,
+    *,
+    funnel_stages: dict[str, str] | None = None,
+    conversion_event: str = "purchase",
     window: timedelta = timedelta(days=7),
 ) -> Report:
     if not run_dir.is_dir():
@@ -57,8 +60,14 @@ def build_report(
     for name, columns in OPTIONAL.items():
         path = run_dir / name
         frames[name] = _read(path, columns) if path.exists() else pd.DataFrame(columns=columns)
-    kpis = compute_kpis(frames["decisions.parquet"], frames["deliveries.parquet"], frames["feedback.parquet"],
-                        frames["events.parquet"], funnel_stages=funnel_stages, conversion_event=conversion_event,
-                        window=window)
+    kpis = compute_kpis(
+        frames["decisions.parquet"],
+        frames["deliveries.parquet"],
+        frames["feedback.parquet"],
+        frames["events.parquet"],
+        funnel_stages=funnel_stages,
+        conversion_event=conversion_event,
+        window=window,
+    )
     daily = daily_outcomes(frames["decisions.parquet"], frames["deliveries.parquet"])
     return Report(kpis, daily, render_report(kpis, daily, title=f"funnelcast 캠페인 리포트 — {run_dir.name}"))
