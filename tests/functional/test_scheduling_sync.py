@@ -19,6 +19,7 @@ from funnelcast.rules.ruleset import load_ruleset, rule_paths
 from funnelcast.scheduling import (
     campaign_schedule_name,
     create_one_time_schedule,
+    due_between,
     one_time_schedule_name,
     schedule_sync_callback,
     sync_schedules,
@@ -57,7 +58,7 @@ def schedules(aws: LocalAws) -> dict[str, dict[str, Any]]:
     return {name: client.get_schedule(Name=name, GroupName=group) for name in names}
 
 
-def sync(aws: LocalAws, ruleset: RuleSet) -> Any:
+def sync(aws: LocalAws, ruleset: RuleSet, now: datetime = NOW) -> Any:
     settings = aws.settings
     return sync_schedules(
         ruleset,
@@ -65,7 +66,7 @@ def sync(aws: LocalAws, ruleset: RuleSet) -> Any:
         settings.schedule_group,
         settings.planner_function_arn,
         settings.scheduler_role_arn,
-        now=NOW,
+        now=now,
     )
 
 
@@ -91,7 +92,11 @@ def test_one_schedule_per_campaign_targets_the_planner(aws: LocalAws, examples: 
         "scheduled_time": "<aws.scheduler.scheduled-time>",
     }
     hourly = next(c for c in examples.campaigns if c.schedule.rate is not None)
-    assert found[campaign_schedule_name(hourly.id)]["ScheduleExpression"] == f"rate({hourly.schedule.rate})"
+    rate = found[campaign_schedule_name(hourly.id)]
+    assert rate["ScheduleExpression"] == f"rate({hourly.schedule.rate})"
+    # and a rate schedule starts at its next fire on the simulated clock's grid, not "at creation"
+    (first,) = due_between(hourly.schedule, "UTC", NOW + timedelta(seconds=1), NOW + timedelta(hours=1, seconds=1))
+    assert rate["StartDate"] == first
 
 
 def test_resync_updates_changed_and_deletes_removed_campaigns_only(aws: LocalAws, examples: RuleSet) -> None:
@@ -108,8 +113,8 @@ def test_resync_updates_changed_and_deletes_removed_campaigns_only(aws: LocalAws
         settings.scheduler_role_arn,
         {"action": "release_waiting", "key": "k"},
     )
-    # When nothing changed, Then nothing is written
-    again = sync(aws, examples)
+    # When nothing changed (even an hour and a half later), Then nothing is written
+    again = sync(aws, examples, now=NOW + timedelta(minutes=90))
     assert (again.created, again.updated, again.deleted) == ([], [], [])
     assert len(again.unchanged) == len(examples.campaigns)
     # When one campaign's cron changes and another campaign file is deleted

@@ -17,7 +17,7 @@ from typing import Any
 from funnelcast.aws.clients import error_code
 from funnelcast.errors import ConfigurationError, SchedulerError
 from funnelcast.rules.models import Campaign, RuleSet
-from funnelcast.scheduling.due import expression, local_to_utc, schedule_bounds, schedule_zone
+from funnelcast.scheduling.due import EPOCH, expression, local_to_utc, rate_seconds, schedule_bounds, schedule_zone
 
 CAMPAIGN_PREFIX = "campaign-"
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
@@ -61,8 +61,10 @@ def desired_schedule(
 ) -> dict[str, Any] | None:
     """The ``CreateSchedule`` arguments for ``campaign`` (without name and group), ``None`` if expired.
 
-    A start in the past is left out (Scheduler refuses start dates more than 5 minutes ago and the
-    schedule then simply runs from now on).
+    A ``cron`` start in the past is left out (Scheduler refuses start dates more than 5 minutes
+    ago). A ``rate`` schedule whose start is past or absent gets the first fire after ``now`` on
+    its grid (start, else the Unix epoch) as ``StartDate``, so AWS fires exactly when
+    :func:`funnelcast.scheduling.due.due_between` (the demo's clock) says - not "from creation time".
     """
     schedule = campaign.schedule
     tzinfo = schedule_zone(schedule, default_timezone)
@@ -74,7 +76,11 @@ def desired_schedule(
             fire = local_to_utc(schedule.at.replace(second=0, microsecond=0), tzinfo)
             if fire is None or fire < now:
                 return None
-        if start is not None and start <= now:
+        grid = rate_grid(campaign, default_timezone, now)
+        if grid is not None:
+            anchor, step = grid
+            start = anchor + timedelta(seconds=((now - anchor) // timedelta(seconds=step) + 1) * step)
+        elif start is not None and start <= now:
             start = None
     request: dict[str, Any] = {
         "ScheduleExpression": expression(schedule),
@@ -91,6 +97,17 @@ def desired_schedule(
     return request
 
 
+def rate_grid(campaign: Campaign, default_timezone: str, now: datetime | None) -> tuple[datetime, int] | None:
+    """``(anchor, seconds)`` of a rate schedule whose StartDate sync computes (start past or absent)."""
+    schedule = campaign.schedule
+    if schedule.rate is None or now is None:
+        return None
+    start, _ = schedule_bounds(schedule, default_timezone)
+    if start is not None and start > now:
+        return None
+    return (start or EPOCH), rate_seconds(schedule.rate)
+
+
 def _as_utc(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -99,10 +116,19 @@ def _as_utc(value: Any) -> datetime | None:
     return datetime.fromtimestamp(float(value), UTC)
 
 
-def _same(existing: Mapping[str, Any], wanted: Mapping[str, Any], now: datetime | None) -> bool:
+def _same(
+    existing: Mapping[str, Any], wanted: Mapping[str, Any], now: datetime | None, grid: tuple[datetime, int] | None
+) -> bool:
     def start_of(request: Mapping[str, Any]) -> datetime | None:
         start = _as_utc(request.get("StartDate"))
         return None if start is not None and now is not None and start <= now else start
+
+    if grid is not None:  # any start on the rate's grid fires at the same times
+        anchor, step = grid
+        current = _as_utc(existing.get("StartDate"))
+        same_start = current is not None and (current - anchor).total_seconds() % step == 0
+    else:
+        same_start = start_of(existing) == start_of(wanted)
 
     target = existing.get("Target", {})
     return (
@@ -113,7 +139,7 @@ def _same(existing: Mapping[str, Any], wanted: Mapping[str, Any], now: datetime 
         and target.get("Arn") == wanted["Target"]["Arn"]
         and target.get("RoleArn") == wanted["Target"]["RoleArn"]
         and target.get("Input") == wanted["Target"]["Input"]
-        and start_of(existing) == start_of(wanted)
+        and same_start
         and _as_utc(existing.get("EndDate")) == _as_utc(wanted.get("EndDate"))
     )
 
@@ -182,7 +208,7 @@ def sync_schedules(
             result.created.append(name)
             continue
         current = _call(scheduler_client, "get_schedule", Name=name, GroupName=group)
-        if _same(current, wanted, now):
+        if _same(current, wanted, now, rate_grid(campaign, ruleset.policy.default_timezone, now)):
             result.unchanged.append(name)
         else:
             _call(scheduler_client, "update_schedule", Name=name, GroupName=group, **wanted)
