@@ -12,8 +12,11 @@ API
 ``sync_schedules(ruleset, scheduler_client, group, target_arn, role_arn, *, now=None) -> SyncResult``
     One schedule per campaign, named ``campaign-<id>``, in the stack's group; target input
     ``{"campaign_id": "<id>", "scheduled_time": "<aws.scheduler.scheduled-time>"}``; creates,
-    updates and deletes to match the rule set. ``schedule_sync_callback(settings, clock=...)``
-    wraps it for ``activate_rules(..., on_activated=[...])``.
+    updates and deletes to match the rule set (other schedules of the group are never touched).
+    ``at`` / ``end`` already past -> no schedule (``expired``); a ``rate`` schedule gets its next
+    fire on the ``due_between`` grid as StartDate, so AWS and the simulated clock agree.
+    ``schedule_sync_callback(settings, clock=...)`` wraps it for
+    ``activate_rules(..., on_activated=[...])`` (wired in ``functions/activate_rules``).
 
 ``create_one_time_schedule(client, group, name, at_utc, target_arn, role_arn, payload) -> bool``
     For the planner's waiting batches: an ``at(...)`` schedule in UTC (rounded UP to the minute,
