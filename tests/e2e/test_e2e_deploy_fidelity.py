@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,182 @@ def test_activation_runs_against_the_stack_resources(deployed: Deployed, monkeyp
         detail = scheduler.get_schedule(Name=summary["Name"], GroupName=env["SCHEDULE_GROUP"])
         assert detail["Target"]["Arn"] == env["PLANNER_FUNCTION_ARN"]
         assert detail["Target"]["RoleArn"] == env["SCHEDULER_ROLE_ARN"]
+
+
+FIDELITY_CAMPAIGN = """\
+kind: campaign
+id: fidelity_notice
+name: 배송 안내
+description: An informational email, sendable at any hour, to prove the deployed wiring end to end.
+funnel_stage: retention
+audience: {segment: new_signups}
+schedule: {rate: 1 hour}
+purpose: informational
+topic: shipping
+channels: [email]
+variants:
+  - id: a
+    weight: 1
+    messages:
+      email: {subject: "배송 안내", template: "{{ name }}님, 주문하신 상품의 배송이 시작됐어요."}
+"""
+
+
+def _run_activation(deployed: Deployed, env: dict[str, str], files: dict[str, bytes]) -> dict[str, Any]:
+    """Replace incoming/ with ``files`` and invoke the activation handler as S3 would."""
+    s3 = deployed.client("s3")
+    listed = s3.list_objects_v2(Bucket=env["RULES_BUCKET"], Prefix="incoming/").get("Contents", [])
+    for item in listed:
+        s3.delete_object(Bucket=env["RULES_BUCKET"], Key=item["Key"])
+    for key, body in files.items():
+        s3.put_object(Bucket=env["RULES_BUCKET"], Key=key, Body=body)
+    scheduler = deployed.client("scheduler")
+    if env["SCHEDULE_GROUP"] not in {g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"]}:
+        scheduler.create_schedule_group(Name=env["SCHEDULE_GROUP"])
+    handler = _import_handler("activate_rules")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        reset_caches()
+        try:
+            result: dict[str, Any] = handler.lambda_handler(
+                _s3_event(env["RULES_BUCKET"], sorted(files)[-1]), _context("activate")
+            )
+        finally:
+            reset_caches()
+    return result
+
+
+def _s3_event(bucket: str, key: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": DEFAULT_REGION,
+                "eventTime": "2026-12-01T01:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": key, "size": 1},
+                },
+            }
+        ]
+    }
+
+
+def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: Deployed) -> None:
+    """Upload -> activation -> planner -> email queue -> email sender -> SES, each with its own env."""
+    import pandas as pd
+
+    from funnelcast.segments.snapshot import write_snapshot
+    from funnelcast.storage import S3Store
+
+    envs = deployed.environments
+    # Given a rule set with one informational email campaign, activated through the stack
+    examples = ROOT / "segment_rules"
+    files = {
+        "incoming/policy.yaml": (examples / "policy.yaml").read_bytes(),
+        "incoming/segments/new_signups.yaml": (examples / "segments" / "new_signups.yaml").read_bytes(),
+        "incoming/campaigns/fidelity_notice.yaml": FIDELITY_CAMPAIGN.encode(),
+    }
+    (activation,) = _run_activation(deployed, envs["ActivateRulesFunction"], files)["results"]
+    assert activation["activated"] is True, activation
+    # and a segment snapshot in the stack's data bucket where users 1-3 are the campaign's audience
+    # (what RecomputeSegmentsFunction writes; its own pass is added when the handler lands)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    ids = [1, 2, 3]
+    membership = pd.DataFrame({"user_id": ids, "segment_id": ["@audience:fidelity_notice"] * 3})
+    membership["segment_id"] = pd.Categorical(membership["segment_id"])
+    features = pd.DataFrame(
+        {
+            "user_id": ids,
+            "timezone": ["Asia/Seoul"] * 3,
+            "email": [f"user{i}@customers.example" for i in ids],
+            "consent_email": [True] * 3,
+            "name": ["민지", "서준", "하은"],
+        }
+    )
+    write_snapshot(
+        S3Store(envs["RecomputeSegmentsFunction"]["DATA_BUCKET"], s3_client=deployed.client("s3")),
+        membership=membership,
+        features=features,
+        at=now,
+        rules_hash=activation["rules_hash"],
+        manifest={},
+    )
+    # and the set-up a real deploy does by hand: the SES identity and configuration set, the feedback secret
+    sender_env = envs["SendEmailFunction"]
+    deployed.client("ses").verify_domain_identity(Domain=sender_env["SES_FROM_ADDRESS"].split("@", 1)[1])
+    sesv2 = deployed.client("sesv2")
+    if sender_env["SES_CONFIGURATION_SET"] not in sesv2.list_configuration_sets().get("ConfigurationSets", []):
+        sesv2.create_configuration_set(ConfigurationSetName=sender_env["SES_CONFIGURATION_SET"])
+    deployed.client("ssm").put_parameter(
+        Name=sender_env["FEEDBACK_SECRET_PARAMETER"], Value="fidelity-secret", Type="SecureString", Overwrite=True
+    )
+
+    # When the campaign's schedule fires the planner with PlanCampaignFunction's environment
+    planner = _import_handler("plan_campaign")
+    planner._deps.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in envs["PlanCampaignFunction"].items():
+            patch.setenv(name, value)
+        reset_caches()
+        try:
+            summary = planner.lambda_handler(
+                {"campaign_id": "fidelity_notice", "scheduled_time": now.isoformat()}, _context("plan")
+            )
+        finally:
+            planner._deps.clear()
+            reset_caches()
+    assert summary["status"] == "done", summary
+    # Then the jobs are in the queue the email sender polls (as the stack wired it)
+    email_queue = sender_env["QUEUE_URL_EMAIL"]
+    sqs = deployed.client("sqs")
+    messages = sqs.receive_message(QueueUrl=email_queue, MaxNumberOfMessages=10)["Messages"]
+    assert messages
+
+    # When the email sender receives them as its event source mapping would deliver them
+    queue_arn = sqs.get_queue_attributes(QueueUrl=email_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    event = {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": DEFAULT_REGION,
+            }
+            for message in messages
+        ]
+    }
+    sender = _import_handler("send_message")
+    sender._runtime.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in sender_env.items():
+            patch.setenv(name, value)
+        reset_caches()
+        try:
+            response = sender.lambda_handler(event, _context("send-email"))
+        finally:
+            sender._runtime.clear()
+            reset_caches()
+    # Then every job succeeded, and each of the three users has a delivery record in the data bucket
+    assert response == {"batchItemFailures": []}
+    s3 = deployed.client("s3")
+    keys = [
+        item["Key"]
+        for item in s3.list_objects_v2(Bucket=sender_env["DATA_BUCKET"], Prefix="deliveries/").get("Contents", [])
+    ]
+    records = [
+        json.loads(line)
+        for key in keys
+        for line in s3.get_object(Bucket=sender_env["DATA_BUCKET"], Key=key)["Body"].read().decode().splitlines()
+        if line.strip()
+    ]
+    sent = {str(record["user_id"]) for record in records if record["status"] == "sent"}
+    assert sent == {"1", "2", "3"}, records
