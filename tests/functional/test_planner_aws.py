@@ -4,6 +4,7 @@ waiting batches released by a one-time schedule, and the handler's event parsing
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import types
 from collections import Counter
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from funnelcast.aws.clients import client
 from funnelcast.jobs import SendJob
+from funnelcast.local.aws_env import reset_caches
 from funnelcast.planning.planner import PlannerDependencies, plan_campaign
 from funnelcast.planning.wiring import release_due_batches
 from funnelcast.rules.models import Campaign, Policy, RuleSet
@@ -112,9 +114,7 @@ def drain(aws: Any, logical_id: str) -> list[dict[str, Any]]:
             sqs.delete_message(QueueUrl=aws.names[logical_id], ReceiptHandle=message["ReceiptHandle"])
 
 
-def test_1000_recipients_cost_few_sqs_requests_no_per_user_reads_and_the_sender_delivers_them(
-    aws: Any, planner_module: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_1000_recipients_cost_few_sqs_requests_and_no_per_user_reads(aws: Any, planner_module: Any) -> None:
     # Given 1,000 buyers and an informational SMS campaign (no window: sendable now), a cap of 1 a day
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     ruleset = RuleSet(
@@ -142,20 +142,30 @@ def test_1000_recipients_cost_few_sqs_requests_no_per_user_reads_and_the_sender_
         {"campaign_id": "shipping_notice", "scheduled_time": now.isoformat()}, CONTEXT
     )
     assert again["status"] == "noop"
-    # And the SMS sender Lambda (fake provider) parses and sends every job the planner enqueued
+    assert sum(len(SendJob.model_validate_json(m["Body"]).recipients) for m in drain(aws, "SmsQueue")) == 1000
+
+
+def test_the_sms_sender_lambda_sends_exactly_the_jobs_the_planner_enqueued(
+    aws: Any, planner_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a planned run of 3 recipients (sendable now) in the SMS queue
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    ruleset = RuleSet(campaigns=[campaign()], policy=Policy(kind="policy", caps=[{"max": 1, "per": "day"}]))  # type: ignore[list-item]
+    stage(aws, ruleset, 3, now)
+    planned = planner_module.lambda_handler(
+        {"campaign_id": "shipping_notice", "scheduled_time": now.isoformat()}, CONTEXT
+    )
+    assert planned["outcomes"] == {"queued": 3}
     messages = drain(aws, "SmsQueue")
-    assert sum(len(SendJob.model_validate_json(m["Body"]).recipients) for m in messages) == 1000
+    # When the SMS sender Lambda (fake provider, real cap store and state table) receives them from SQS
     provider = FakeProvider("sms")
     monkeypatch.setattr("funnelcast.sending.wiring.build_provider", lambda channel, settings: provider)
     for name, value in aws.function_env("SendSmsFunction").items():
         monkeypatch.setenv(name, value)
-    from funnelcast.local.aws_env import reset_caches
-
     reset_caches()
     monkeypatch.syspath_prepend(str(ROOT / "functions" / "send_message"))
     send_message = importlib.import_module("send_message")
     send_message._runtime.clear()
-    # (two jobs are enough to prove the contract; the sender's own tests cover its throughput)
     records = [
         {
             "messageId": m["MessageId"],
@@ -164,15 +174,16 @@ def test_1000_recipients_cost_few_sqs_requests_no_per_user_reads_and_the_sender_
             "attributes": {},
             "eventSource": "aws:sqs",
         }
-        for m in messages[:2]
+        for m in messages
     ]
     response = send_message.lambda_handler({"Records": records}, CONTEXT)
     send_message._runtime.clear()
+    # Then every planned send id went out once, rendered from the job's variables
     assert response == {"batchItemFailures": []}
-    expected = {r.send_id for m in messages[:2] for r in SendJob.model_validate_json(m["Body"]).recipients}
-    assert len(expected) == 200
-    assert sorted(provider.send_ids()) == sorted(expected)
-    assert provider.outbox[0].body.endswith("님, 배송이 시작됐어요")
+    decisions = S3Store(aws.names["DataBucket"]).get_bytes(f"runs/shipping_notice@{now:%Y%m%dT%H%MZ}/decisions.parquet")
+    planned_ids = set(pd.read_parquet(io.BytesIO(decisions))["send_id"])
+    assert sorted(provider.send_ids()) == sorted(planned_ids)
+    assert sorted(entry.body for entry in provider.outbox) == [f"고객{i}님, 배송이 시작됐어요" for i in (1, 2, 3)]
 
 
 def test_waiting_users_are_stored_scheduled_and_released_by_the_handler(aws: Any, planner_module: Any) -> None:
