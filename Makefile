@@ -9,7 +9,8 @@ PYTHON313 := $(shell if [ -x /root/.pyenv/versions/3.13.0/bin/python ]; then ech
 REGION    := ap-northeast-2
 # sam build runs `python3.13` and `pip` from PATH: the venv's bin first makes them the venv's.
 TOOLS_ENV := PATH="$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGION) AWS_REGION=$(REGION) PIP_CACHE_DIR="$(HOME)/.cache/pip"
-# -n 2 (pytest-xdist) on the 2-core CI machine; PYTEST_WORKERS=0 runs in one process.
+# -n 2 (pytest-xdist) on the 2-core CI machine, one test file per worker at a time (--dist loadfile)
+# so module-scoped fixtures (the deploy-fidelity stack) are built once; PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 SOURCES   := layers/core/funnelcast functions tests scripts
@@ -55,8 +56,8 @@ pytest: venv
 		echo "$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)"; \
 		$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS); \
 	else \
-		echo "$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)"; \
-		$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS); \
+		echo "$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)"; \
+		$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	fi
 
 demo: venv
