@@ -68,7 +68,8 @@ def arbitrate(
     lost: dict[str, int] = {}
     for position, evaluation in enumerate(ordered):
         campaign = evaluation.context.campaign
-        later_campaigns = position < len(ordered) - 1
+        # Only users a later campaign of the slot still wants need this send counted now.
+        contested = _pending_users(ordered[position + 1 :])
         frame = evaluation.frame
         rows = np.flatnonzero((frame["outcome"] == PENDING).to_numpy(dtype=bool))
         if rows.size == 0:
@@ -110,7 +111,7 @@ def arbitrate(
                     outcome[row], reason[row] = "queued", "queued"
                 else:
                     outcome[row], reason[row] = "waiting", f"waiting:{when.isoformat()}"
-                if later_campaigns:
+                if user in contested:
                     base = state if state is not None else UserCapState.empty(user)
                     planned[user] = base.with_send(
                         send_id=str(sends[row]),
@@ -142,6 +143,14 @@ def arbitrate(
         frame["channel"] = channels
         frame["waterfall"] = waterfalls
     return lost
+
+
+def _pending_users(evaluations: Sequence[Evaluation]) -> set[Any]:
+    users: set[Any] = set()
+    for evaluation in evaluations:
+        frame = evaluation.frame
+        users.update(frame.loc[(frame["outcome"] == PENDING).to_numpy(dtype=bool), "user_id"].tolist())
+    return users
 
 
 def _refusal(  # noqa: PLR0917
