@@ -339,7 +339,9 @@ class CapStore:
         return self._conditional_update(key, expr.request(update, " AND ".join(conditions))) is None
 
     # ---------------------------------------------------------------- reads
-    def usage_snapshot(self, *, since: date | None = None, segments: int = 1) -> dict[int | str, UserCapState]:
+    def usage_snapshot(
+        self, *, since: date | None = None, segments: int = 1, consistent: bool = False
+    ) -> dict[int | str, UserCapState]:
         """Every user's usage from one (parallel) Scan: no per-user reads (the planner's arbitration).
 
         Parameters
@@ -348,15 +350,20 @@ class CapStore:
             Keep only weeks that end on or after this local day (cover the longest ``resend_after``).
         segments
             Parallel Scan segments run in threads (``TotalSegments``); 1 is a plain Scan.
+        consistent
+            Strongly consistent Scan (twice the read cost). Off by default: the planner's view
+            only ranks campaigns, the senders' conditional writes are the guarantee.
         """
         if segments < 1:
             raise CapStoreError(f"usage_snapshot segments must be >= 1, got {segments}")
         first_week = week_sk(week_key(since)) if since is not None else None
         if segments == 1:
-            parts = [list(self._scan_segment(None, first_week))]
+            parts = [list(self._scan_segment(None, first_week, consistent))]
         else:
             with ThreadPoolExecutor(max_workers=segments) as pool:
-                parts = list(pool.map(lambda s: list(self._scan_segment((s, segments), first_week)), range(segments)))
+                parts = list(
+                    pool.map(lambda s: list(self._scan_segment((s, segments), first_week, consistent)), range(segments))
+                )
         weeks: dict[int | str, dict[str, WeekUsage]] = {}
         for part in parts:
             for item in part:
@@ -373,8 +380,10 @@ class CapStore:
         items = self._query(user_pk(user_id), low, _WEEK_PREFIX + "\uffff")
         return UserCapState(user_id, {u.week: u for u in map(usage_from_item, items)})
 
-    def _scan_segment(self, segment: tuple[int, int] | None, first_week: str | None) -> Iterator[dict[str, Any]]:
-        request: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+    def _scan_segment(
+        self, segment: tuple[int, int] | None, first_week: str | None, consistent: bool
+    ) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
         if segment is not None:
             request["Segment"], request["TotalSegments"] = segment
         if first_week is not None:
