@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from funnelcast.feedback.normalize import FeedbackEvent, fill_implied
+from funnelcast.feedback.normalize import IMPLIED_PREFIX, FeedbackEvent, fill_implied
 from funnelcast.storage import ObjectStore
 
 EVENTS_PREFIX = "feedback/events/"
@@ -80,7 +80,8 @@ UNKNOWN_KEY = f"{UNKNOWN_PREFIX}latest.jsonl"
 
 
 def set_aside_unknown(store: ObjectStore, events: pd.DataFrame, deliveries: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Split off events whose send id no delivery record knows; return the known ones and the count.
+    """Split off events whose send id no delivery record knows; return the known ones and the count
+    of received events among them (deliveries implied by an open are not counted twice).
 
     The unknown ones are written to ``feedback/unknown/latest.jsonl`` (replaced on every rebuild, removed
     when none are left): they stay in the event log too, so a delivery record that lands late (the
@@ -97,4 +98,5 @@ def set_aside_unknown(store: ObjectStore, events: pd.DataFrame, deliveries: pd.D
         store.put_bytes(UNKNOWN_KEY, buffer.getvalue().encode())
     elif store.exists(UNKNOWN_KEY):
         store.delete(UNKNOWN_KEY)
-    return events[~unknown_mask].reset_index(drop=True), int(unknown_mask.sum())
+    received = ~unknown["event_id"].astype(str).str.startswith(IMPLIED_PREFIX)
+    return events[~unknown_mask].reset_index(drop=True), int(received.sum())

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict
 from funnelcast.errors import FunnelcastError
 
 MAX_BODY_BYTES = 256 * 1024
+#: Event ids of deliveries implied by an open/click (never stored; made again on every read).
+IMPLIED_PREFIX = "implied-"
 
 
 class FeedbackInputError(FunnelcastError):
@@ -249,7 +251,10 @@ def fill_implied(events: list[FeedbackEvent]) -> list[FeedbackEvent]:
             implied.setdefault(
                 event.send_id,
                 event.model_copy(
-                    update={"type": FeedbackType.DELIVERED, "event_id": _event_id("implied", event.send_id)}
+                    update={
+                        "type": FeedbackType.DELIVERED,
+                        "event_id": IMPLIED_PREFIX + _event_id("implied", event.send_id),
+                    }
                 ),
             )
     return [*events, *implied.values()]
