@@ -443,3 +443,13 @@ def test_reserve_retry_fallback_release_match_the_model(store: CapStore, ops: li
     stored = store.user_state(user).week(model.week)
     assert {k: v for k, v in stored.counters.items() if v} == {k: v for k, v in model.counters.items() if v}
     assert stored.sends == dict(model.sends)
+
+
+def test_the_job_rule_set_policy_can_override_the_stores(store: CapStore) -> None:
+    # Given a store built with the policy of its cold start (2/day) and a send today
+    assert store.reserve(reservation("a", "email")).status == "reserved"
+    # When the rules changed to 1/day and the sender passes the job's policy
+    stricter = Policy.model_validate({"kind": "policy", "caps": [{"max": 1, "per": "day"}]})
+    # Then the new cap applies to this reservation, and the store's own policy to the next one
+    assert store.reserve(reservation("b", "push"), policy=stricter).cap == "day"
+    assert store.reserve(reservation("b", "push")).status == "reserved"

@@ -185,20 +185,22 @@ class CapStore:
         return self._client
 
     # ---------------------------------------------------------------- reserve
-    def reserve(self, reservation: Reservation) -> ReserveResult:
+    def reserve(self, reservation: Reservation, *, policy: Policy | None = None) -> ReserveResult:
         """Reserve ``reservation``'s place against every applicable cap in one conditional write.
 
         Returns ``reserved`` (counted now, or moved from another channel), ``already_reserved``
         (a retry of the same send id on the same channel: not counted twice) or ``refused`` with
         the refusing cap's name. Raises :class:`CapStoreError` when the table cannot be used.
+        ``policy`` overrides the store's (the rule set of the job being sent, when rules changed).
         """
         _check_send_id(reservation.send_id)
+        policy = policy if policy is not None else self.policy
         caps = applicable_caps(
-            self.policy, channel=reservation.channel, topic=reservation.topic, campaign_id=reservation.campaign_id
+            policy, channel=reservation.channel, topic=reservation.topic, campaign_id=reservation.campaign_id
         )
         key = self._key(reservation.user_id, week_key(reservation.local_day))
         for _ in range(_MAX_ATTEMPTS):
-            item = self._try_new_send(reservation, key)
+            item = self._try_new_send(reservation, key, policy)
             if item is None:
                 return ReserveResult("reserved")
             usage = usage_from_item(item) if item else WeekUsage(week_key(reservation.local_day))
@@ -208,12 +210,12 @@ class CapStore:
                     # A retry, or a late redelivery of a channel the send already left: keep the
                     # place where it is (the sender's send state then skips the stale attempt).
                     return ReserveResult("already_reserved")
-                moved = self._move(reservation, key, usage, held)
+                moved = self._move(reservation, key, usage, held, policy)
                 if moved is not None:
                     return moved
                 continue  # the send changed under us: look again
             cap = first_refusing_cap(
-                self.policy,
+                policy,
                 UserCapState(reservation.user_id, {usage.week: usage}),
                 channel=reservation.channel,
                 topic=reservation.topic,
@@ -232,10 +234,10 @@ class CapStore:
             f"after {_MAX_ATTEMPTS} attempts"
         )
 
-    def _try_new_send(self, reservation: Reservation, key: dict[str, Any]) -> dict[str, Any] | None:
+    def _try_new_send(self, reservation: Reservation, key: dict[str, Any], policy: Policy) -> dict[str, Any] | None:
         """One conditional UpdateItem; ``None`` when it counted, else the item as it was (maybe ``{}``)."""
         caps = applicable_caps(
-            self.policy, channel=reservation.channel, topic=reservation.topic, campaign_id=reservation.campaign_id
+            policy, channel=reservation.channel, topic=reservation.topic, campaign_id=reservation.campaign_id
         )
         if any(cap.max <= 0 for cap in caps):
             return self._get(key)  # nothing can fit: no write, just tell retry / move / refusal apart
@@ -263,11 +265,11 @@ class CapStore:
         return self._conditional_update(key, expr.request(update, " AND ".join(conditions)))
 
     def _move(
-        self, reservation: Reservation, key: dict[str, Any], usage: WeekUsage, held: SendEntry
+        self, reservation: Reservation, key: dict[str, Any], usage: WeekUsage, held: SendEntry, policy: Policy
     ) -> ReserveResult | None:
         """Move a held send to ``reservation.channel`` (waterfall fallback); ``None`` if it changed."""
         new_channel = reservation.channel
-        cap = first_refusing_move_cap(self.policy, usage, held, new_channel)
+        cap = first_refusing_move_cap(policy, usage, held, new_channel)
         if cap is not None:
             return ReserveResult("refused", cap)
         moved = held.moved_to(new_channel)
@@ -277,14 +279,14 @@ class CapStore:
         send_attr = expr.name(_SEND_PREFIX + held.send_id)
         update = f"ADD {', '.join(adds)} SET {send_attr} = {expr.string(moved.encode())}"
         conditions = [f"{send_attr} = {expr.string(held.encode())}"]
-        conditions += [expr.below(cap_counter(c, held.weekday), c.max) for c in move_caps(self.policy, new_channel)]
+        conditions += [expr.below(cap_counter(c, held.weekday), c.max) for c in move_caps(policy, new_channel)]
         item = self._conditional_update(key, expr.request(update, " AND ".join(conditions)))
         if item is None:
             return ReserveResult("reserved")
         after = usage_from_item(item) if item else WeekUsage(usage.week)
         if after.sends.get(held.send_id) != held:
             return None
-        cap = first_refusing_move_cap(self.policy, after, held, new_channel)
+        cap = first_refusing_move_cap(policy, after, held, new_channel)
         return ReserveResult("refused", cap) if cap is not None else None
 
     # ---------------------------------------------------------------- release
