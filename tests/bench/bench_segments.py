@@ -237,7 +237,8 @@ def main() -> int:
     print(f"read floor (pyarrow, needed columns): {floor['seconds']:6.2f} s  "
           f"{floor['event_rows'] / floor['seconds']:,.0f} events/s  peak RSS {_gb(floor['rss'])}")  # fmt: skip
     print(f"engine (load + compute):              {engine['seconds']:6.2f} s  = {engine['load']:.2f} load + "
-          f"{engine['compute']:.2f} compute; {events_per_second:,.0f} events/s; peak RSS {_gb(engine['rss'])}")  # fmt: skip
+          f"{engine['compute']:.2f} compute; {events_per_second:,.0f} events/s; "
+          f"peak RSS {_gb(engine['rss'])}")  # fmt: skip
     print(f"  engine slowest steps: {', '.join(f'{name} {sec:.2f}s' for name, sec in engine['slowest'])}")
     if engine["quarantined"]:
         print(f"  quarantined: {engine['quarantined']}")

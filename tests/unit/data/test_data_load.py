@@ -348,3 +348,56 @@ def test_leading_zero_ids_stay_text(root: LocalStore, put: Callable[[str, str | 
     dataset = load_dataset(root, _needs(), run_id="r")
     assert dataset.customers["user_id"].tolist() == ["007", "8"]
     assert dataset.events["user_id"].tolist() == ["007"]
+
+
+class MemoryStore:
+    """A bucket in memory: exercises the bytes path the loader takes for S3."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def put_bytes(self, key: str, body: bytes, *, if_absent: bool = False) -> None:
+        self.objects[key] = body
+
+    def list_keys(self, prefix: str = "") -> list[str]:
+        return sorted(key for key in self.objects if key.startswith(prefix))
+
+    def exists(self, key: str) -> bool:
+        return key in self.objects
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def uri(self, key: str = "") -> str:
+        return f"memory://{key}"
+
+    def child(self, prefix: str) -> MemoryStore:
+        raise NotImplementedError
+
+
+def test_bytes_path_reads_plain_text_parquet_as_categories() -> None:
+    # Given a non-local store holding Parquet written by another tool: plain text, no pandas metadata
+    store = MemoryStore()
+    customers = pa.table({"user_id": pa.array(["a", "b"]), "name": pa.array(["가", "나"])})
+    events = pa.table(
+        {
+            "user_id": pa.array(["a", "b", "a"]),
+            "ts": pa.array([datetime(2026, 11, 20, tzinfo=UTC)] * 3, pa.timestamp("ms", tz="Asia/Seoul")),
+            "event_type": pa.array(["product_view"] * 3),
+            "category": pa.array(["뷰티", "식품", "뷰티"]),
+        }
+    )
+    for key, table in (("customers/c.parquet", customers), ("events/e.parquet", events)):
+        sink = io.BytesIO()
+        pq.write_table(table, sink, store_schema=False)
+        store.put_bytes(key, sink.getvalue())
+    # When loaded, Then text properties are categories, ids text, timestamps UTC microseconds
+    dataset = load_dataset(store, _needs(), run_id="r")
+    assert isinstance(dataset.events["category"].dtype, pd.CategoricalDtype)
+    assert isinstance(dataset.events["event_type"].dtype, pd.CategoricalDtype)
+    assert dataset.events["user_id"].dtype == pd.StringDtype("pyarrow")
+    assert str(dataset.events["ts"].dtype) == "datetime64[us, UTC]"
+    assert dataset.bytes_read == sum(len(body) for body in store.objects.values())
