@@ -15,7 +15,8 @@ from funnelcast.rules.models import RuleSet
 from funnelcast.segments.engine import SegmentResult, compute_segments
 from funnelcast.segments.plan import data_needs
 from funnelcast.segments.snapshot import entered_exited, load_latest_membership, write_snapshot
-from funnelcast.storage import ObjectStore
+from funnelcast.settings import Settings
+from funnelcast.storage import ObjectStore, open_store
 
 Progress = Callable[[int, int], None]
 
@@ -111,3 +112,58 @@ def recompute(
         manifest=manifest,
     )
     return RecomputeOutcome(result=result, manifest=manifest, prefix=prefix)
+
+
+def segments_run_id(at: datetime) -> str:
+    """``segments@20261201T0100Z``: one recompute per reference minute (UTC)."""
+    return f"segments@{at.astimezone(UTC).strftime('%Y%m%dT%H%MZ')}"
+
+
+def reference_time(moment: datetime) -> datetime:
+    """``moment`` in UTC truncated to the minute (snapshots are named per minute); naive = UTC."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+@dataclass
+class RecomputeDependencies:
+    """Where a scheduled recompute reads rules and data and writes its snapshot, and its clock.
+
+    ``rules_store`` is the rules bucket (``active.json``), ``data_store`` the data root
+    (``customers/``, ``events/``: ``s3://DATA_BUCKET/DATA_PREFIX``), ``out_store`` the data bucket
+    root where ``segments/`` lives.
+    """
+
+    rules_store: ObjectStore
+    data_store: ObjectStore
+    out_store: ObjectStore
+    clock: Callable[[], datetime]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Callable[[], datetime] | None = None) -> RecomputeDependencies:
+        settings.require("rules_bucket", "data_bucket")
+        return cls(
+            rules_store=open_store(f"s3://{settings.rules_bucket}"),
+            data_store=open_store(f"s3://{settings.data_bucket}/{settings.data_prefix}"),
+            out_store=open_store(f"s3://{settings.data_bucket}"),
+            clock=clock if clock is not None else (lambda: datetime.now(UTC)),
+        )
+
+
+def recompute_active(
+    deps: RecomputeDependencies, at: datetime | None = None, *, progress: Progress | None = None
+) -> RecomputeOutcome:
+    """Recompute the active rule set at ``at`` (default: the clock's minute) and publish the snapshot.
+
+    Raises
+    ------
+    RuleError
+        When no rule set was activated yet.
+    DataContractError
+        When an input file is unreadable or lacks a required column (the old snapshot stays current).
+    """
+    from funnelcast.activation import load_active_ruleset  # noqa: PLC0415 (rules code only when run)
+
+    moment = reference_time(at if at is not None else deps.clock())
+    ruleset = load_active_ruleset(deps.rules_store)
+    return recompute(ruleset, deps.data_store, deps.out_store, moment, segments_run_id(moment), progress=progress)
