@@ -230,6 +230,13 @@ def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(pa.string())
 
 
+def _nulls(column: pa.ChunkedArray) -> np.ndarray:
+    """Mask of null values (no kernel call for the common column without nulls)."""
+    if column.null_count == 0:
+        return np.zeros(len(column), dtype=bool)
+    return _numpy_bool(pc.is_null(column))
+
+
 def _numpy_bool(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A boolean arrow result as numpy, nulls counted as False."""
     return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
@@ -242,7 +249,7 @@ def _user_ids(table: pa.Table, uri: str, from_csv: bool, reasons: _Reasons) -> t
         reasons.flag(np.ones(len(column), dtype=bool), "null user_id")
         return column, None
     if pa.types.is_integer(kind_type):
-        reasons.flag(_numpy_bool(pc.is_null(column)), "null user_id")
+        reasons.flag(_nulls(column), "null user_id")
         return column.cast(pa.int64()), "int"
     if pa.types.is_floating(kind_type):
         # A float column of whole numbers is an integer column that went through pandas NaN.
@@ -324,7 +331,8 @@ def _amounts(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray, np.n
         ).astype("float64")
         values = pa.chunked_array([pa.array(numbers.to_numpy(), type=pa.float64(), from_pandas=True)])
         not_number = _numpy_bool(pc.is_valid(text)) & ~_numpy_bool(pc.is_valid(values))
-    negative = _numpy_bool(pc.less(values, 0.0))
+    lowest = pc.min(values).as_py()
+    negative = _numpy_bool(pc.less(values, 0.0)) if lowest is not None and lowest < 0 else np.zeros(len(values), bool)
     return values, not_number, negative
 
 
@@ -359,14 +367,14 @@ def _normalise(table: pa.Table, key: str, uri: str, kind: Kind, needs: DataNeeds
     columns["user_id"] = user_ids
     if kind == "events":
         ts, broken = _timestamps(table.column("ts"), uri, "ts")
-        reasons.flag(_numpy_bool(pc.is_null(table.column("ts"))), "null ts")
+        reasons.flag(_nulls(table.column("ts")), "null ts")
         reasons.flag(broken, "unparseable ts")
         columns["ts"] = ts
         event_type = table.column("event_type")
         if not _is_text(event_type.type) and not pa.types.is_null(event_type.type):
             raise DataContractError(f"{uri}: column 'event_type' has type {event_type.type}; expected text")
         event_type = _dictionary(event_type)
-        reasons.flag(_numpy_bool(pc.is_null(event_type)), "null event_type")
+        reasons.flag(_nulls(event_type), "null event_type")
         columns["event_type"] = event_type
     timestamps = CUSTOMER_TIMESTAMPS if kind == "customers" else frozenset()
     booleans = CUSTOMER_BOOLEANS if kind == "customers" else EVENT_BOOLEANS
@@ -402,13 +410,33 @@ def _normalise(table: pa.Table, key: str, uri: str, kind: Kind, needs: DataNeeds
 
 def _in_scope(events: pa.Table, needs: DataNeeds) -> pa.Table:
     """Rows with ``earliest < ts <= until`` and a needed event type."""
+    if events.num_rows == 0:
+        return events
     ts = events.column("ts")
-    keep = pc.less_equal(ts, pa.scalar(pd.Timestamp(needs.until).tz_convert("UTC"), UTC_MICROS))
-    if needs.earliest is not None:
-        keep = pc.and_(keep, pc.greater(ts, pa.scalar(pd.Timestamp(needs.earliest).tz_convert("UTC"), UTC_MICROS)))
+    until = pa.scalar(pd.Timestamp(needs.until).tz_convert("UTC"), UTC_MICROS)
+    earliest = None if needs.earliest is None else pa.scalar(pd.Timestamp(needs.earliest).tz_convert("UTC"), UTC_MICROS)
+    bounds = pc.min_max(ts)
+    low, high = bounds["min"], bounds["max"]
+    keep: Any = None
+    # A partition entirely inside the window needs no per-row time test.
+    if (
+        not low.is_valid
+        or pc.greater(high, until).as_py()
+        or (earliest is not None and pc.less_equal(low, earliest).as_py())
+    ):
+        keep = pc.less_equal(ts, until)
+        if earliest is not None:
+            keep = pc.and_(keep, pc.greater(ts, earliest))
     if needs.event_types is not None:
-        types = _as_text(events.column("event_type"))
-        keep = pc.and_(keep, pc.is_in(types, pa.array(sorted(needs.event_types), pa.string())))
+        # Test the few dictionary values, then spread the answer over the rows by index.
+        wanted = pa.array(sorted(needs.event_types), pa.string())
+        chunks = []
+        for chunk in events.column("event_type").chunks:
+            chunks.append(pc.take(pc.is_in(chunk.dictionary.cast(pa.string()), wanted), chunk.indices))
+        of_type = pa.chunked_array(chunks, pa.bool_())
+        keep = of_type if keep is None else pc.and_(keep, of_type)
+    if keep is None:
+        return events
     return events.filter(keep)
 
 
