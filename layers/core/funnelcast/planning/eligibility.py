@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,21 +51,6 @@ CONSENT_COLUMNS: dict[str, str | None] = {
 }
 NIGHT_CONSENT_COLUMN = "consent_night_ads"
 TIMEZONE_COLUMN = "timezone"
-
-DECISION_COLUMNS = [
-    "user_id",
-    "variant_id",
-    "outcome",
-    "reason",
-    "channel",
-    "waterfall",
-    "send_id",
-    "timezone",
-    "night_ads",
-    "not_before",
-    "not_after",
-    "local_day",
-]
 
 
 @dataclass(frozen=True)
@@ -334,18 +319,9 @@ def evaluate_audience(
     return Evaluation(context, result, counts)
 
 
-def window_open_at(context: PlanContext, opens: datetime) -> bool:
-    """Whether a send whose window opens at ``opens`` can go now (else it waits until ``opens``)."""
-    return opens <= context.reference
-
-
 def utc(moment: datetime) -> datetime:
     """``moment`` as an aware UTC datetime (naive means UTC, SPEC §1)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def local_clock(moment: datetime, tz: ZoneInfo) -> time:
-    return moment.astimezone(tz).time()
 
 
 def template_variables(campaign: Campaign, columns: Sequence[str]) -> list[str]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -438,8 +437,3 @@ def release_waiting(key: str, deps: PlannerDependencies) -> ReleaseSummary:
     recipients = sum(len(job.recipients) for job in jobs)
     deps.log("waiting batch released", {"key": key, "jobs": len(jobs), "recipients": recipients})
     return ReleaseSummary(key=key, status="released", jobs=len(jobs), recipients=recipients, sqs_requests=requests)
-
-
-def outcome_counts(decisions: pd.DataFrame) -> Counter[str]:
-    """Outcome counts of a decisions frame (tests and tools)."""
-    return Counter(decisions["outcome"].tolist())
