@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -298,12 +298,7 @@ def _s3_event(bucket: str, key: str) -> dict[str, Any]:
 
 
 def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: Deployed) -> None:
-    """Upload -> activation -> planner -> email queue -> email sender -> SES, each with its own env."""
-    import pandas as pd
-
-    from funnelcast.segments.snapshot import write_snapshot
-    from funnelcast.storage import S3Store
-
+    """Upload -> activation -> recompute -> planner -> email queue -> email sender, each with its own env."""
     envs = deployed.environments
     # Given a rule set with one informational email campaign, activated through the stack
     examples = ROOT / "segment_rules"
@@ -314,29 +309,39 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
     }
     (activation,) = _run_activation(deployed, envs["ActivateRulesFunction"], files)["results"]
     assert activation["activated"] is True, activation
-    # and a segment snapshot in the stack's data bucket where users 1-3 are the campaign's audience
-    # (what RecomputeSegmentsFunction writes; its own pass is added when the handler lands)
+    # and the customers' exports in the stack's data bucket: three fresh sign-ups who have not bought
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    ids = [1, 2, 3]
-    membership = pd.DataFrame({"user_id": ids, "segment_id": ["@audience:fidelity_notice"] * 3})
-    membership["segment_id"] = pd.Categorical(membership["segment_id"])
-    features = pd.DataFrame(
-        {
-            "user_id": ids,
-            "timezone": ["Asia/Seoul"] * 3,
-            "email": [f"user{i}@customers.example" for i in ids],
-            "consent_email": [True] * 3,
-            "name": ["민지", "서준", "하은"],
-        }
+    data_env = envs["RecomputeSegmentsFunction"]
+    signed_up = (now - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    viewed = (now - timedelta(hours=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    customers = "user_id,signup_at,timezone,email,consent_email,name\n" + "".join(
+        f"{i},{signed_up},Asia/Seoul,user{i}@customers.example,true,{name}\n"
+        for i, name in ((1, "민지"), (2, "서준"), (3, "하은"))
     )
-    write_snapshot(
-        S3Store(envs["RecomputeSegmentsFunction"]["DATA_BUCKET"], s3_client=deployed.client("s3")),
-        membership=membership,
-        features=features,
-        at=now,
-        rules_hash=activation["rules_hash"],
-        manifest={},
-    )
+    events = "user_id,ts,event_type\n" + "".join(f"{i},{viewed},page_view\n" for i in (1, 2, 3))
+    s3 = deployed.client("s3")
+    prefix = data_env["DATA_PREFIX"]
+    s3.put_object(Bucket=data_env["DATA_BUCKET"], Key=f"{prefix}customers/customers.csv", Body=customers.encode())
+    s3.put_object(Bucket=data_env["DATA_BUCKET"], Key=f"{prefix}events/events.csv", Body=events.encode())
+
+    # When the recompute schedule fires RecomputeSegmentsFunction with its environment
+    recompute = _import_handler("recompute_segments")
+    recompute._deps.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in data_env.items():
+            patch.setenv(name, value)
+        reset_caches()
+        try:
+            recomputed = recompute.lambda_handler(
+                {"source": "schedule", "scheduled_time": now.isoformat()}, _context("recompute")
+            )
+        finally:
+            recompute._deps.clear()
+            reset_caches()
+    # Then the snapshot it wrote is the latest one, for the active rules
+    latest = json.loads(s3.get_object(Bucket=data_env["DATA_BUCKET"], Key="segments/latest.json")["Body"].read())
+    assert latest["rules_hash"] == activation["rules_hash"] == recomputed["rules_hash"]
+
     # and the set-up a real deploy does by hand: the SES identity and configuration set, the feedback secret
     sender_env = envs["SendEmailFunction"]
     deployed.client("ses").verify_domain_identity(Domain=sender_env["SES_FROM_ADDRESS"].split("@", 1)[1])
@@ -398,7 +403,6 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
             reset_caches()
     # Then every job succeeded, and each of the three users has a delivery record in the data bucket
     assert response == {"batchItemFailures": []}
-    s3 = deployed.client("s3")
     keys = [
         item["Key"]
         for item in s3.list_objects_v2(Bucket=sender_env["DATA_BUCKET"], Prefix="deliveries/").get("Contents", [])
