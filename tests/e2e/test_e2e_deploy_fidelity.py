@@ -415,3 +415,69 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
     ]
     sent = {str(record["user_id"]) for record in records if record["status"] == "sent"}
     assert sent == {"1", "2", "3"}, records
+    # And SES reports an open of user 1's email through the topic -> queue -> feedback function wiring
+    _ingest_an_open(deployed, next(r for r in records if str(r["user_id"]) == "1"))
+
+
+def _ingest_an_open(deployed: Deployed, delivered: dict[str, Any]) -> None:
+    resources = deployed.stack.translated["Resources"]
+    sns, sqs, s3 = (deployed.client(s) for s in ("sns", "sqs", "s3"))
+    # Given the SNS -> SQS subscription moto's CloudFormation skipped, created as the template defines it
+    subscription = resources["SesEventsSubscription"]["Properties"]
+    topic_arn = deployed.stack.physical_ids[subscription["TopicArn"]["Ref"]]
+    queue_url = deployed.stack.physical_ids[subscription["Endpoint"]["Fn::GetAtt"][0]]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol=subscription["Protocol"], Endpoint=queue_arn)
+    feedback_env = deployed.environments["IngestFeedbackFunction"]
+    assert feedback_env["FEEDBACK_QUEUE_URL"] == queue_url
+    assert deployed.stack.outputs["SesEventsTopicArn"] == topic_arn
+    # When SES event publishing sends an Open carrying the send_id tag the sender set
+    opened_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    record = {
+        "eventType": "Open",
+        "mail": {
+            "timestamp": opened_at,
+            "messageId": "fidelity-ses-1",
+            "tags": {"send_id": [delivered["send_id"]], "campaign_id": [delivered["campaign_id"]]},
+        },
+        "open": {"timestamp": opened_at, "ipAddress": "203.0.113.9", "userAgent": "fidelity"},
+    }
+    sns.publish(TopicArn=topic_arn, Message=json.dumps(record))
+    received = sqs.receive_message(QueueUrl=feedback_env["FEEDBACK_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
+    event = {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": DEFAULT_REGION,
+            }
+            for message in received
+        ]
+    }
+    feedback = _import_handler("ingest_feedback")
+    feedback._deps.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in feedback_env.items():
+            patch.setenv(name, value)
+        reset_caches()
+        try:
+            response = feedback.lambda_handler(event, _context("ingest-feedback"))
+        finally:
+            feedback._deps.clear()
+            reset_caches()
+    # Then the open is stored under feedback/events/ for that send, in the stack's data bucket
+    assert response == {"batchItemFailures": []}
+    bucket = feedback_env["DATA_BUCKET"]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="feedback/events/").get("Contents", [])]
+    stored = [
+        json.loads(line)
+        for key in keys
+        for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+        if line.strip()
+    ]
+    assert any(e["send_id"] == delivered["send_id"] and e["type"] == "opened" for e in stored), stored
