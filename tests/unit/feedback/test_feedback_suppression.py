@@ -12,7 +12,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from funnelcast.errors import DataContractError
 from funnelcast.feedback.ingest import UNKNOWN_KEY, read_events, set_aside_unknown, write_events
+from funnelcast.feedback.ingest import events_frame as make_events_frame
 from funnelcast.feedback.normalize import FeedbackEvent, FeedbackType
 from funnelcast.feedback.suppression import SUPPRESSION_KEY, build_suppression, rebuild_suppression
 from funnelcast.planning.eligibility import Suppressions
@@ -74,9 +76,7 @@ def deliveries_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def events_frame(events: list[FeedbackEvent]) -> pd.DataFrame:
-    from funnelcast.feedback.ingest import events_frame as frame
-
-    return frame(events)
+    return make_events_frame(events)
 
 
 # --- the log ----------------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_open_stored_before_its_delivery_counts_one_delivery(store: LocalStore) 
 
 def test_a_corrupt_log_line_names_its_object_and_line(store: LocalStore) -> None:
     store.put_bytes("feedback/events/dt=2026-11-02/bad.jsonl", b'{"event_id": "x"}\n{nope\n')
-    with pytest.raises(ValueError, match=r"dt=2026-11-02/bad.jsonl:2: not JSON"):
+    with pytest.raises(DataContractError, match=r"dt=2026-11-02/bad.jsonl:2: not JSON"):
         read_events(store)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from datetime import date
 
 import pandas as pd
 
+from funnelcast.errors import DataContractError
 from funnelcast.feedback.normalize import IMPLIED_PREFIX, FeedbackEvent, fill_implied
 from funnelcast.storage import ObjectStore
 
@@ -28,23 +31,33 @@ def write_events(store: ObjectStore, events: list[FeedbackEvent], *, batch_id: s
     return keys
 
 
-def _read_jsonl(store: ObjectStore, prefix: str) -> list[dict[str, object]]:
+_DAY = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
+
+
+def _read_jsonl(store: ObjectStore, prefix: str, since: date | None = None) -> list[dict[str, object]]:
+    """Rows of every ``*.jsonl`` under ``prefix``; with ``since``, only ``dt=`` partitions from that day on."""
     rows: list[dict[str, object]] = []
     for key in store.list_keys(prefix):
         if not key.endswith(".jsonl"):
+            continue
+        day = _DAY.search(key)
+        if since is not None and day is not None and date.fromisoformat(day.group(1)) < since:
             continue
         for number, line in enumerate(store.get_bytes(key).decode().splitlines(), start=1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except ValueError as exc:
-                    raise ValueError(f"{store.uri(key)}:{number}: not JSON: {exc}") from exc
+                    raise DataContractError(f"{store.uri(key)}:{number}: not JSON: {exc}") from exc
     return rows
 
 
-def read_events(store: ObjectStore) -> pd.DataFrame:
-    """Every stored event once (first by event_id), implied deliveries added, ``ts`` as UTC."""
-    events = [FeedbackEvent.model_validate(row) for row in _read_jsonl(store, EVENTS_PREFIX)]
+def read_events(store: ObjectStore, since: date | None = None) -> pd.DataFrame:
+    """Every stored event once (first by event_id), implied deliveries added, ``ts`` as UTC.
+
+    ``since`` skips ``dt=`` partitions (event days) before it.
+    """
+    events = [FeedbackEvent.model_validate(row) for row in _read_jsonl(store, EVENTS_PREFIX, since)]
     unique = list({e.event_id: e for e in reversed(events)}.values())
     return events_frame(fill_implied(unique))
 
@@ -55,9 +68,9 @@ def events_frame(events: list[FeedbackEvent]) -> pd.DataFrame:
     return frame.drop_duplicates("event_id").reset_index(drop=True)
 
 
-def read_deliveries(store: ObjectStore) -> pd.DataFrame:
-    """All ``deliveries/dt=*/*.jsonl`` rows (``DeliveryRecord``), ``sent_at`` as UTC."""
-    frame = pd.DataFrame(_read_jsonl(store, "deliveries/"))
+def read_deliveries(store: ObjectStore, since: date | None = None) -> pd.DataFrame:
+    """All ``deliveries/dt=*/*.jsonl`` rows (``DeliveryRecord``), ``sent_at`` as UTC; ``since`` prunes days."""
+    frame = pd.DataFrame(_read_jsonl(store, "deliveries/", since))
     if frame.empty:
         return pd.DataFrame(
             columns=[

@@ -101,6 +101,8 @@ def _converted_before_decision(decisions: pd.DataFrame, customer_events: pd.Data
     purchases = customer_events[customer_event_names(customer_events) == event][["user_id", "ts"]].copy()
     purchases["user_id"] = purchases["user_id"].astype(str)
     purchases["ts"] = pd.to_datetime(purchases["ts"], utc=True)
+    if decisions.empty or purchases.empty:
+        return pd.Series(False, index=decisions.index, dtype=bool)
     first = purchases.groupby("user_id")["ts"].min()
     before = decisions["user_id"].map(first)
     return (before.notna() & (before <= decisions["decided_at"])).astype(bool)
@@ -113,6 +115,7 @@ def compute_kpis(
     customer_events: pd.DataFrame,
     *,
     funnel_stages: dict[str, str] | None = None,
+    segments: dict[str, str] | None = None,
     conversion_event: str = "purchase",
     window: timedelta = timedelta(days=7),
 ) -> pd.DataFrame:
@@ -172,6 +175,7 @@ def compute_kpis(
     table[int_columns] = table[int_columns].astype("int64")
     table = table.reset_index()
     table["funnel_stage"] = [stages.get(str(c), "") for c in table["campaign_id"]]
+    table["segment"] = [(segments or {}).get(str(c), "") for c in table["campaign_id"]]
     base = table["delivered"].where(table["delivered"] > 0, table["sent"])
     table["ctr"] = (table["clicked"] / base).where(base > 0)
     table["cvr"] = (table["converted"] / table["sent"]).where(table["sent"] > 0)
