@@ -66,6 +66,7 @@ CANONICAL_INT = r"^-?(0|[1-9][0-9]{0,17})$"
 PARTITION = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})(?:/|$)")
 #: Customer text columns with more distinct values than this share of rows stay plain strings.
 DICTIONARY_MAX_SHARE = 0.5
+DICTIONARY_SAMPLE = 20_000
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 #: Files read at once (S3 round trips and Parquet decoding overlap; Lambda has up to 6 vCPUs).
 READ_THREADS = 8
@@ -397,7 +398,10 @@ def _normalise(table: pa.Table, key: str, uri: str, kind: Kind, needs: DataNeeds
             reasons.flag(negative, f"negative {name}")
             columns[name] = values
         elif _is_text(column.type):
-            columns[name] = _dictionary(column) if kind == "events" else _as_text(column)
+            # Events: every text property is a dictionary. Customers: dictionaries stay dictionaries
+            # (pandas categoricals written to Parquet), plain text is decided in _to_pandas.
+            keep_dictionary = kind == "events" or pa.types.is_dictionary(column.type)
+            columns[name] = _dictionary(column) if keep_dictionary else _as_text(column)
         else:
             columns[name] = column
     typed = pa.table(columns)
@@ -502,21 +506,28 @@ def _combine(parts: list[_FilePart], id_kind: IdKind | None, kind: Kind) -> pa.T
     return combined.unify_dictionaries()
 
 
+def _low_cardinality(column: pa.ChunkedArray) -> bool:
+    """Whether a text column repeats enough to be a dictionary, judged on a sample (no full hash)."""
+    sample = column.slice(0, DICTIONARY_SAMPLE).combine_chunks()
+    present = len(sample) - sample.null_count
+    return present > 0 and pc.count_distinct(sample).as_py() <= DICTIONARY_MAX_SHARE * present
+
+
 def _to_pandas(table: pa.Table, kind: Kind) -> pd.DataFrame:
+    """Frames with the contract's dtypes; ``table`` is consumed (its buffers are freed as it converts)."""
     if kind == "customers":
-        # High-cardinality text (email, phone) stays plain; the rest becomes a dictionary.
+        # High-cardinality text (email, phone) stays plain; repetitive text becomes a dictionary.
         for index, name in enumerate(table.column_names):
             column = table.column(name)
-            if name != "user_id" and pa.types.is_string(column.type) and table.num_rows:
-                encoded = pc.dictionary_encode(column.combine_chunks())
-                present = table.num_rows - column.null_count
-                if len(encoded.dictionary) <= DICTIONARY_MAX_SHARE * present:
-                    table = table.set_column(index, name, encoded.cast(pa.dictionary(pa.int32(), pa.string())))
+            if name != "user_id" and pa.types.is_string(column.type) and table.num_rows and _low_cardinality(column):
+                table = table.set_column(index, name, _dictionary(column))
     mapping = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow"),
                pa.bool_(): pd.BooleanDtype()}  # fmt: skip
     frame = table.to_pandas(types_mapper=mapping.get, split_blocks=True, self_destruct=True)
+    del table
     for name in frame.columns:
-        if isinstance(frame[name].dtype, pd.DatetimeTZDtype):
+        dtype = frame[name].dtype
+        if isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit != "us":
             frame[name] = frame[name].dt.as_unit("us")
     return frame
 
@@ -605,12 +616,18 @@ def load_dataset(
         written = _write_quarantine(store, run_id, kind, parts[kind])
         if written is not None:
             quarantine_files.append(store.uri(written))
-    customers = _to_pandas(_combine(parts["customers"], id_kind, "customers"), "customers")
+    # Each kind's parts are dropped once combined, so that converting to pandas frees the Arrow
+    # buffers column by column instead of holding both copies.
+    combined = _combine(parts.pop("customers"), id_kind, "customers")
+    customers = _to_pandas(combined, "customers")
+    del combined
     duplicated = customers["user_id"].duplicated(keep="last").to_numpy()
     duplicates = int(duplicated.sum())
     if duplicates:
         customers = customers.loc[~duplicated].reset_index(drop=True)
-    events = _to_pandas(_combine(parts["events"], id_kind, "events"), "events")
+    combined = _combine(parts.pop("events"), id_kind, "events")
+    events = _to_pandas(combined, "events")
+    del combined
     for frame in (customers, events):
         if id_kind == "string" or (id_kind is None and frame["user_id"].dtype == object):
             frame["user_id"] = frame["user_id"].astype(pd.StringDtype("pyarrow"))
