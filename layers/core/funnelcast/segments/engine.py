@@ -42,6 +42,7 @@ Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
 NAT = np.iinfo(np.int64).min
 EPOCH = pd.Timestamp(0, tz="UTC")
+RFM_CODES = [f"{r}{f}{m}" for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
 
 
 class FramesLike(Protocol):
@@ -78,9 +79,12 @@ def _as_utc(value: date | datetime | str) -> pd.Timestamp:
 
 
 def _micros(series: pd.Series) -> Ints:
-    """Timestamps as int64 microseconds since the epoch (NaT -> int64 min)."""
-    stamps = pd.to_datetime(series, utc=True).dt.tz_localize(None).astype("datetime64[us]")
-    return stamps.to_numpy().view(np.int64)
+    """Timestamps as int64 microseconds since the epoch (NaT -> int64 min).
+
+    The loader's ``datetime64[us, UTC]`` columns are viewed without a copy of the values.
+    """
+    stamps = pd.to_datetime(series, utc=True).dt.as_unit("us")
+    return np.asarray(stamps.array.asi8, dtype=np.int64)
 
 
 def _stamp_micros(value: date | datetime | str) -> int:
@@ -123,7 +127,11 @@ def _compare(series: pd.Series, op: Op, value: Any, at: datetime, where: str) ->
             return item
 
     if isinstance(column.dtype, pd.CategoricalDtype):
-        column = column.astype(object)
+        # Compare the few categories once, then look every row's code up (no per-row strings).
+        categories = pd.Series(column.cat.categories)
+        verdict = _compare(categories, op, value, at, where)
+        codes = column.cat.codes.to_numpy()
+        return np.append(verdict, False)[codes]  # code -1 (null) picks the trailing False
     try:
         if op in (Op.IN, Op.NOT_IN):
             values = [convert(item) for item in value]
@@ -170,10 +178,13 @@ def _bound(values: npt.NDArray[Any], bound: Bound) -> Mask:
 def _share_bound(numerator: Ints, denominator: Ints, bound: Bound) -> Mask:
     """Exact rational comparison ``numerator / denominator  op  threshold`` (false when 0/0)."""
     result = denominator > 0
-    num = numerator.astype(object)
-    den = denominator.astype(object)
+    largest = int(max(numerator.max(initial=0), denominator.max(initial=0)))
     for name, threshold in bound.comparisons():
         ratio = Fraction(str(threshold))
+        # Integer cross-multiplication; int64 when it cannot overflow, Python ints otherwise.
+        exact_in_int64 = largest * max(ratio.numerator, ratio.denominator) < 2**62
+        num = numerator if exact_in_int64 else numerator.astype(object)
+        den = denominator if exact_in_int64 else denominator.astype(object)
         left = num * ratio.denominator
         right = den * ratio.numerator
         if name == "eq":
@@ -202,6 +213,76 @@ def rfm_scores(ranked_values: npt.NDArray[Any], present: Mask) -> npt.NDArray[np
     return scores
 
 
+#: Users x distinct values up to which per-(user, value) counts use one dense bincount.
+DENSE_PAIR_LIMIT = 64_000_000
+
+
+def _default_index(frame: pd.DataFrame) -> bool:
+    index = frame.index
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
+
+
+def _sorted_codes(column: pd.Series) -> tuple[Ints, npt.NDArray[Any]]:
+    """Integer codes (-1 = null) into the column's distinct values sorted ascending, and those values.
+
+    Categoricals reuse their codes (categories re-ranked when not sorted); other columns are factorized.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = column.cat.categories
+        codes = column.cat.codes.to_numpy().astype(np.int64)
+        order = np.argsort(np.asarray(categories, dtype=object), kind="stable")
+        if (order != np.arange(len(order))).any():
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+        return codes, np.asarray(categories, dtype=object)[order]
+    codes, uniques = pd.factorize(column, sort=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _check_same_id_kind(customer_ids: pd.Series, event_ids: pd.Series | None) -> None:
+    """``user_id`` must be integers in both frames or text in both (SPEC §1: never re-typed silently)."""
+    if event_ids is None or not len(event_ids):
+        return
+    numeric = [pd.api.types.is_integer_dtype(ids.dtype) for ids in (customer_ids, event_ids)]
+    if numeric[0] != numeric[1]:
+        raise DataContractError(
+            f"user_id is {customer_ids.dtype} in customers but {event_ids.dtype} in events: "
+            "use the same kind (integer or text) in both"
+        )
+
+
+def user_codes(customer_ids: pd.Series, event_ids: pd.Series) -> Ints:
+    """Each event's customer row (-1 for events of unknown users).
+
+    Integer ids within a compact range use a direct lookup table (one gather, no hashing);
+    anything else goes through a hash index.
+
+    Raises
+    ------
+    DataContractError
+        When a ``user_id`` repeats in ``customer_ids``.
+    """
+    if pd.api.types.is_integer_dtype(customer_ids.dtype) and pd.api.types.is_integer_dtype(event_ids.dtype):
+        ids = customer_ids.to_numpy(dtype=np.int64)
+        events = event_ids.to_numpy(dtype=np.int64)
+        if len(ids):
+            low, high = int(ids.min()), int(ids.max())
+            if high - low < 4 * len(ids) + 1024:
+                table = np.full(high - low + 1, -1, dtype=np.int64)
+                table[ids - low] = np.arange(len(ids), dtype=np.int64)
+                if (table >= 0).sum() != len(ids):
+                    raise DataContractError("customers frame repeats user_id values")
+                inside = (events >= low) & (events <= high)
+                codes = np.full(len(events), -1, dtype=np.int64)
+                codes[inside] = table[events[inside] - low]
+                return codes
+    index = pd.Index(customer_ids)
+    if not index.is_unique:
+        raise DataContractError("customers frame repeats user_id values")
+    return np.asarray(index.get_indexer(event_ids), dtype=np.int64)
+
+
 class _Evaluator:
     def __init__(self, ruleset: RuleSet, customers: pd.DataFrame, events: pd.DataFrame, at: datetime) -> None:
         if "user_id" not in customers.columns:
@@ -211,19 +292,27 @@ class _Evaluator:
         self.n = len(self.customers)
         self.at = at
         self.t_us = _stamp_micros(at)
-        index = pd.Index(self.customers["user_id"])
-        if not index.is_unique:
-            raise DataContractError("customers frame repeats user_id values")
+        _check_same_id_kind(self.customers["user_id"], events["user_id"] if "user_id" in events.columns else None)
         if len(events):
-            codes = index.get_indexer(events["user_id"])
+            codes = user_codes(self.customers["user_id"], events["user_id"])
             keep = codes >= 0
             stamps = _micros(events["ts"])
             keep &= (stamps != NAT) & (stamps <= self.t_us)
-            self.events = events.loc[keep].reset_index(drop=True)
-            self.codes: Ints = codes[keep].astype(np.int64)
-            self.ts: Ints = stamps[keep]
-            self.types = self.events["event_type"].astype("category")
+            if keep.all():
+                # The loader already dropped rows after T: no copy of the event frame.
+                self.events = events.reset_index(drop=True) if not _default_index(events) else events
+                self.codes: Ints = codes
+                self.ts: Ints = stamps
+            else:
+                self.events = events.loc[keep].reset_index(drop=True)
+                self.codes = codes[keep]
+                self.ts = stamps[keep]
+            self.types = self.events["event_type"]
+            if not isinstance(self.types.dtype, pd.CategoricalDtype):
+                self.types = self.types.astype("category")
         else:
+            if not pd.Index(self.customers["user_id"]).is_unique:
+                raise DataContractError("customers frame repeats user_id values")
             self.events = events
             self.codes = np.zeros(0, dtype=np.int64)
             self.ts = np.zeros(0, dtype=np.int64)
@@ -231,6 +320,7 @@ class _Evaluator:
         self.results: dict[str, Mask] = {}
         self.exports: dict[str, pd.Series] = {}
         self._type_cache: dict[str, Mask] = {}
+        self._window_cache: dict[timedelta, Mask] = {}
         self.rfm = self._compute_rfm()
 
     # -- events ---------------------------------------------------------------------------------
@@ -238,7 +328,12 @@ class _Evaluator:
         if event_type == "*":
             return np.ones(len(self.codes), dtype=bool)
         if event_type not in self._type_cache:
-            self._type_cache[event_type] = (self.types == event_type).to_numpy(dtype=bool)
+            categories = self.types.cat.categories
+            codes = self.types.cat.codes.to_numpy()
+            if event_type in categories:
+                self._type_cache[event_type] = codes == categories.get_loc(event_type)
+            else:
+                self._type_cache[event_type] = np.zeros(len(codes), dtype=bool)
         return self._type_cache[event_type]
 
     def _field_mask(self, conditions: list[FieldCondition], where: str) -> Mask:
@@ -252,32 +347,41 @@ class _Evaluator:
         return mask
 
     def _window(self, within: timedelta) -> Mask:
-        span = int(within // timedelta(microseconds=1))
-        return (self.ts > self.t_us - span) & (self.ts <= self.t_us)
+        """Events in the half-open window ``(T - within, T]`` (SPEC §2.1); later events are gone already."""
+        if within not in self._window_cache:
+            span = int(within // timedelta(microseconds=1))
+            self._window_cache[within] = self.ts > self.t_us - span
+        return self._window_cache[within]
 
-    def _pair_counts(self, mask: Mask, field_name: str) -> tuple[Ints, Ints, npt.NDArray[Any]]:
-        """Per (user, value) counts among masked events with a non-null value, sorted by value."""
+    def _pair_counts(self, mask: Mask, field_name: str) -> tuple[Ints, Ints, Ints, npt.NDArray[Any]]:
+        """Per (user, value) counts among masked events with a non-null value.
+
+        Returns users, counts, value codes into the sorted distinct values, and those values.
+        Pairs come sorted by user, then by value ascending (so the first pair of a user reaching its
+        maximum holds the smallest such value). Dense bincount when users x values is small (a
+        category), one sort otherwise (a product id).
+        """
         if field_name not in self.events.columns:
             empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, np.zeros(0, dtype=object)
-        column = self.events[field_name]
-        mask = mask & column.notna().to_numpy(dtype=bool)
-        value_codes, uniques = pd.factorize(column[mask], sort=True)
-        users = self.codes[mask]
-        keys = users * (len(uniques) + 1) + value_codes.astype(np.int64)
-        unique_keys, counts = np.unique(keys, return_counts=True)
-        return (
-            unique_keys // (len(uniques) + 1),
-            counts.astype(np.int64),
-            np.asarray(uniques)[unique_keys % (len(uniques) + 1)],
-        )
+            return empty, empty, empty, np.zeros(0, dtype=object)
+        value_codes, uniques = _sorted_codes(self.events[field_name])
+        mask = mask & (value_codes >= 0)
+        width = len(uniques) + 1
+        keys = self.codes[mask] * width + value_codes[mask]
+        if self.n * width <= DENSE_PAIR_LIMIT:
+            tally = np.bincount(keys, minlength=self.n * width)
+            unique_keys = np.flatnonzero(tally)
+            counts = tally[unique_keys]
+        else:
+            unique_keys, counts = np.unique(keys, return_counts=True)
+        return unique_keys // width, counts.astype(np.int64), unique_keys % width, uniques
 
     def event(self, node: EventNode) -> Mask:
         where = f"event node {node.event!r}"
         mask = self._type_mask(node.event) & self._window(node.within) & self._field_mask(node.where, where)
         counts = np.bincount(self.codes[mask], minlength=self.n).astype(np.int64)
         if node.per is not None:
-            pair_users, pair_counts, _ = self._pair_counts(mask, node.per)
+            pair_users, pair_counts, _, _ = self._pair_counts(mask, node.per)
             result = np.zeros(self.n, dtype=bool)
             result[pair_users[_bound(pair_counts, node.effective_count)]] = True
             return result
@@ -294,23 +398,23 @@ class _Evaluator:
             numerator = np.bincount(self.codes[inner], minlength=self.n).astype(np.int64)
             result &= _share_bound(numerator, counts, node.share)
         if node.top_share is not None:
-            pair_users, pair_counts, pair_values = self._pair_counts(mask, node.top_share.field)
+            pair_users, pair_counts, pair_codes, uniques = self._pair_counts(mask, node.top_share.field)
             top = np.zeros(self.n, dtype=np.int64)
             np.maximum.at(top, pair_users, pair_counts)
             # Ties: the smallest value wins; pairs are sorted by user then value, so the first
-            # pair reaching the user's maximum is the smallest such value.
-            is_top = pair_counts == top[pair_users]
-            first = np.ones(len(pair_users), dtype=bool)
-            top_pairs = np.flatnonzero(is_top)
-            first_of_user = np.unique(pair_users[top_pairs], return_index=True)[1]
-            chosen = top_pairs[first_of_user]
-            first[:] = False
-            first[chosen] = True
-            export = pd.Series([None] * self.n, dtype=object)
-            export.iloc[pair_users[first]] = pair_values[first]
+            # pair of a user reaching its maximum holds the smallest such value.
+            top_pairs = np.flatnonzero(pair_counts == top[pair_users])
+            top_users = pair_users[top_pairs]
+            first = np.ones(len(top_pairs), dtype=bool)
+            first[1:] = top_users[1:] != top_users[:-1]
+            chosen = np.full(self.n, -1, dtype=np.int64)
+            chosen[top_users[first]] = pair_codes[top_pairs[first]]
+            export = pd.Series(pd.Categorical.from_codes(chosen, categories=pd.Index(uniques)))
             name = f"top_{node.top_share.field}"
             if name in self.exports:
-                self.exports[name] = self.exports[name].where(self.exports[name].notna(), export)
+                # Several nodes export the same field: the first evaluated with a value wins.
+                earlier = self.exports[name].astype(object)
+                self.exports[name] = earlier.where(earlier.notna(), export.astype(object)).astype("category")
             else:
                 self.exports[name] = export
             result &= _share_bound(top, counts, node.top_share)
@@ -346,17 +450,19 @@ class _Evaluator:
                 "rfm_m": rfm_scores(monetary, present),
             }
         )
+        # rfm_code "r f m" as a categorical over the 125 codes (no per-row string building).
+        code_numbers = 25 * (frame["rfm_r"].to_numpy() - 1) + 5 * (frame["rfm_f"].to_numpy() - 1)
+        code_numbers += frame["rfm_m"].to_numpy() - 1
+        frame["rfm_code"] = pd.Categorical.from_codes(np.where(present, code_numbers, -1), categories=RFM_CODES)
         for column in ("rfm_r", "rfm_f", "rfm_m"):
-            frame[column] = frame[column].astype("Int8").mask(~present)
-        code = frame["rfm_r"].astype("string") + frame["rfm_f"].astype("string") + frame["rfm_m"].astype("string")
-        frame["rfm_code"] = code.astype("string")
+            frame[column] = pd.arrays.IntegerArray(frame[column].to_numpy().astype(np.int8), mask=~present)
         return frame
 
     def rfm_node(self, node: RfmNode) -> Mask:
         spec = node.rfm
         present = self.rfm["rfm_r"].notna().to_numpy(dtype=bool)
         if spec.code is not None:
-            return present & self.rfm["rfm_code"].isin(spec.code).fillna(False).to_numpy(dtype=bool)
+            return present & self.rfm["rfm_code"].isin(spec.code).to_numpy(dtype=bool)
         result = present.copy()
         for column, allowed in (("rfm_r", spec.r), ("rfm_f", spec.f), ("rfm_m", spec.m)):
             if allowed is not None:
@@ -413,20 +519,22 @@ def compute_segments(ruleset: RuleSet, dataset: FramesLike, at: datetime) -> Seg
         evaluator.results[planned.segment_id] = evaluator.evaluate(planned.where)
         timings[planned.segment_id] = time.perf_counter() - tick
     user_ids = evaluator.customers["user_id"]
-    parts = []
-    counts: dict[str, int] = {}
-    for segment_id, mask in evaluator.results.items():
-        counts[segment_id] = int(mask.sum())
-        parts.append(pd.DataFrame({"user_id": user_ids[mask].to_numpy(), "segment_id": segment_id}))
-    membership = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame({"user_id": user_ids.iloc[:0].to_numpy(), "segment_id": pd.Series([], dtype=object)})
+    segment_ids = list(evaluator.results)
+    counts = {segment_id: int(mask.sum()) for segment_id, mask in evaluator.results.items()}
+    rows = (
+        np.concatenate([np.flatnonzero(mask) for mask in evaluator.results.values()])
+        if segment_ids
+        else np.zeros(0, dtype=np.int64)
     )
-    membership["user_id"] = membership["user_id"].astype(user_ids.dtype)
-    membership["segment_id"] = pd.Categorical(membership["segment_id"], categories=list(evaluator.results))
+    segment_codes = np.repeat(np.arange(len(segment_ids), dtype=np.int32), [counts[s] for s in segment_ids])
+    membership = pd.DataFrame(
+        {
+            "user_id": user_ids.take(rows).reset_index(drop=True),
+            "segment_id": pd.Categorical.from_codes(segment_codes, categories=pd.Index(segment_ids, dtype=object)),
+        }
+    )
     features = pd.concat([evaluator.customers, evaluator.rfm], axis=1)
     for name, export in evaluator.exports.items():
-        features[name] = export.to_numpy()
+        features[name] = export.array
     timings["total"] = time.perf_counter() - started
     return SegmentResult(membership=membership, features=features, counts=counts, timings=timings)
