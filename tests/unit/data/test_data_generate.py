@@ -87,13 +87,17 @@ def test_behaviour_is_realistic(demo_data: tuple[pd.DataFrame, pd.DataFrame]) ->
     assert customers["consent_night_ads"].mean() < 0.1
 
 
-def test_every_example_segment_and_audience_is_non_empty_on_demo_data(
-    demo_data: tuple[pd.DataFrame, pd.DataFrame],
-) -> None:
-    # Given the example rule set and the demo-sized data
+@pytest.mark.parametrize("seed", [3, 4])
+def test_every_example_segment_and_audience_is_non_empty_on_demo_data(seed: int) -> None:
+    # Given the example rule set and data the way the demo makes it: 5,000 customers, 30 days of
+    # history and 7 days still to come, evaluated at the end of the history (sign-ups up to then)
     ruleset = load_ruleset([str(ROOT / "segment_rules")]).ruleset
-    # When it is evaluated at the data's end
-    result = compute_segments(ruleset, Frames(*demo_data), END)
+    customers, events = generate(5_000, int(5_000 * 1.2 * 37), seed=seed, end=END, days=37)
+    at = END - timedelta(days=7)
+    history = events[events["ts"] <= pd.Timestamp(at)].reset_index(drop=True)
+    joined = customers[customers["signup_at"] <= pd.Timestamp(at)].reset_index(drop=True)
+    # When it is evaluated there
+    result = compute_segments(ruleset, Frames(joined, history), at)
     # Then every segment and every campaign audience has members
     empty = [name for name, count in result.counts.items() if count == 0 and not name.startswith("@exclude")]
     assert not empty
@@ -102,6 +106,12 @@ def test_every_example_segment_and_audience_is_non_empty_on_demo_data(
     at_risk = set(members.loc[members["segment_id"] == "at_risk", "user_id"])
     dormant = set(members.loc[members["segment_id"] == "dormant", "user_id"])
     assert at_risk - dormant
+
+
+def test_every_example_segment_is_non_empty_on_a_30_day_dataset(demo_data: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    ruleset = load_ruleset([str(ROOT / "segment_rules")]).ruleset
+    counts = compute_segments(ruleset, Frames(*demo_data), END).counts
+    assert all(counts[segment.id] > 0 for segment in ruleset.segments), counts
 
 
 def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:

@@ -401,3 +401,21 @@ def test_bytes_path_reads_plain_text_parquet_as_categories() -> None:
     assert dataset.events["user_id"].dtype == pd.StringDtype("pyarrow")
     assert str(dataset.events["ts"].dtype) == "datetime64[us, UTC]"
     assert dataset.bytes_read == sum(len(body) for body in store.objects.values())
+
+
+def test_booleans_that_went_through_pandas_nan(root: LocalStore, put: Callable[[str, str | bytes], None]) -> None:
+    # Given is_promo as a float column (1.0 / 0.0 / NaN), as pandas writes a boolean with gaps
+    put("customers/c.csv", CUSTOMERS_CSV)
+    events = pd.DataFrame(
+        {
+            "user_id": [1, 2, 3],
+            "ts": pd.to_datetime(["2026-11-20T10:00:00Z"] * 3, utc=True),
+            "event_type": ["purchase", "purchase", "app_open"],
+            "is_promo": [1.0, 0.0, float("nan")],
+        }
+    )
+    put("events/e.parquet", _parquet(events))
+    dataset = load_dataset(root, _needs(), run_id="r")
+    # Then it is a nullable boolean and nothing is quarantined
+    assert dataset.quarantined == {}
+    assert dataset.events.sort_values("user_id")["is_promo"].tolist() == [True, False, pd.NA]

@@ -63,6 +63,7 @@ CATALOGUE: list[tuple[str, int, list[str]]] = [
 ]
 ADJECTIVES = ["프리미엄", "데일리", "베이직", "시그니처", "클래식", "오가닉", "미니", "빅사이즈", "한정판", "스탠다드"]
 PRODUCTS_PER_CATEGORY = 200
+DIGITAL = 4  # the big-ticket category of CATALOGUE
 
 REGIONS = ["서울", "경기", "부산", "인천", "대구", "대전", "광주", "울산", "세종", "강원", "충북", "충남", "전북",
            "전남", "경북", "경남", "제주"]  # fmt: skip
@@ -216,6 +217,13 @@ def generate(
     buy_propensity = rng.beta(2.0, 2.5, users)
     favourite = rng.integers(0, len(CATALOGUE), users)
     focus = np.where(rng.random(users) < 0.4, 0.9, 0.35)
+    # Some newcomers come for one big-ticket item (RFM 515, "new high value").
+    # Few sessions, decided buyers: usually exactly one purchase, and an expensive one.
+    big_ticket = (state == NEW) & (rng.random(users) < 0.4)
+    favourite = np.where(big_ticket, DIGITAL, favourite)
+    focus = np.where(big_ticket, 0.95, focus)
+    weight = np.where(big_ticket, np.minimum(weight, 0.5), weight)
+    buy_propensity = np.where(big_ticket, 0.9, buy_propensity)
 
     # --- signup events (users who joined inside the window) ------------------------------------
     joined_inside = np.flatnonzero(state == NEW)

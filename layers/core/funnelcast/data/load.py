@@ -306,7 +306,8 @@ def _booleans(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
     kind_type = column.type
     if pa.types.is_boolean(kind_type) or pa.types.is_null(kind_type):
         return column.cast(pa.bool_()), np.zeros(len(column), dtype=bool)
-    if pa.types.is_integer(kind_type):
+    if pa.types.is_integer(kind_type) or pa.types.is_floating(kind_type):
+        # 0/1 (a boolean that went through pandas NaN is a float column of 0.0/1.0/null).
         valid = pc.is_in(column, pa.array([0, 1], kind_type))
         broken = _numpy_bool(pc.is_valid(column)) & ~_numpy_bool(valid)
         return pc.if_else(valid, pc.equal(column, 1), pa.scalar(None, pa.bool_())), broken
