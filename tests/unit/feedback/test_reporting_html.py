@@ -146,3 +146,32 @@ def test_chromium_draws_the_charts(run_dir: Path, tmp_path_factory: pytest.TempP
     assert shot.stat().st_size > 10_000
     if os.environ.get("FUNNELCAST_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["FUNNELCAST_KEEP_SCREENSHOT"])
+
+
+def test_lift_chart_colours_only_intervals_clear_of_zero() -> None:
+    # Given one variant whose whole 95% interval is above zero and one whose interval spans zero
+    from funnelcast.reporting.html import DOWN, FLAT, UP, lift_svg, summary_cards
+
+    base = {"campaign_id": "winback", "treated_rate": 0.2, "holdout_rate": 0.1, "p_value": 0.01}
+    kpis = pd.DataFrame(
+        [
+            {**base, "variant_id": "a", "lift": 0.10, "lift_ci_low": 0.02, "lift_ci_high": 0.18},
+            {**base, "variant_id": "b", "lift": 0.01, "lift_ci_low": -0.05, "lift_ci_high": 0.07},
+        ]
+    )
+    svg = lift_svg(kpis)
+    rows = svg.split("<circle")[1:]
+    # Then the first is drawn green (an improvement), the second grey (undecided), none red
+    assert f"fill='{UP}'" in rows[0]
+    assert f"fill='{FLAT}'" in rows[1]
+    assert DOWN not in svg
+    # And the headline names the significant one
+    kpis = kpis.assign(sent=10, delivered=10, clicked=1, converted=2, revenue=1000.0)
+    assert "winback / a: +10.0%p" in summary_cards(kpis)
+
+
+def test_events_without_an_event_column_are_named(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given events.parquet without event_type (nor event), When reported, Then exit 1 naming file and column
+    pd.DataFrame({"user_id": [1], "ts": [T0]}).to_parquet(run_dir / "events.parquet")
+    assert main(["report", str(run_dir)]) == 1
+    assert "events.parquet: missing column event_type" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -26,14 +27,22 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         stages: dict[str, str] = {}
+        segments: dict[str, str] = {}
         if args.rules:
             from funnelcast.rules.ruleset import load_ruleset  # noqa: PLC0415
 
             ruleset = load_ruleset(args.rules).ruleset
             stages = {c.id: c.funnel_stage.value for c in ruleset.campaigns}
+            from funnelcast.reporting.scheduled import campaign_audiences  # noqa: PLC0415
+
+            segments = campaign_audiences(ruleset)
         run_dir = Path(args.run_dir)
         report = build_report(
-            run_dir, funnel_stages=stages, conversion_event=args.event, window=parse_duration(args.window)
+            run_dir,
+            funnel_stages=stages,
+            segments=segments,
+            conversion_event=args.event,
+            window=parse_duration(args.window),
         )
         report.kpis.to_parquet(run_dir / "kpis.parquet", index=False)
         if args.html:
@@ -42,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"funnelcast report: {exc}", file=sys.stderr)
         return 1
     table = Table(title=f"KPIs — {run_dir}")
-    columns = [
-        "campaign_id",
-        "variant_id",
+    for column in [
+        "campaign",
+        "variant",
         "channel",
         "audience",
         "holdout",
@@ -53,16 +62,42 @@ def run(args: argparse.Namespace) -> int:
         "opened",
         "clicked",
         "converted",
-        "cvr",
-        "lift",
-        "lift_ci_low",
-        "lift_ci_high",
-        "p_value",
-    ]
-    for column in columns:
-        table.add_column(column, justify="right")
-    for record in report.kpis[columns].to_dict("records"):
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in record.values()])
+        "CTR",
+        "CVR",
+        "lift [95% CI]",
+        "p",
+    ]:
+        table.add_column(
+            column, justify="left" if column in {"campaign", "variant", "channel"} else "right", overflow="fold"
+        )
+    for row in report.kpis.to_dict("records"):
+        table.add_row(*_terminal_row(row))
     Console().print(table)
     print(f"wrote {run_dir / 'kpis.parquet'}" + (f" and {args.html}" if args.html else ""))
     return 0
+
+
+def _percent(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, float) and math.isfinite(value) else ""
+
+
+def _terminal_row(row: dict[str, object]) -> list[str]:
+    """One KPI row for the terminal: counts, rates in %, lift in percentage points with its interval."""
+    lift, low, high, p_value = (row.get(k) for k in ("lift", "lift_ci_low", "lift_ci_high", "p_value"))
+    lift_text = ""
+    if isinstance(lift, float) and math.isfinite(lift) and isinstance(low, float) and isinstance(high, float):
+        lift_text = f"{lift * 100:+.1f}%p [{low * 100:+.1f}, {high * 100:+.1f}]"
+    p_text = f"{p_value:.3f}" if isinstance(p_value, float) and math.isfinite(p_value) else ""
+    names = ("audience", "holdout", "sent", "delivered", "opened", "clicked", "converted")
+    counts = [f"{int(str(row[c])):,}" for c in names]
+    variant = "holdout" if row["variant_id"] == "(none)" else str(row["variant_id"])
+    return [
+        str(row["campaign_id"]),
+        variant,
+        str(row["channel"]),
+        *counts,
+        _percent(row.get("ctr")),
+        _percent(row.get("cvr")),
+        lift_text,
+        p_text,
+    ]
