@@ -236,15 +236,15 @@ def generate(
     total_weight = float(weight.sum())
     if session_budget > 0 and total_weight == 0.0:
         raise DataContractError("generate: no customer can be active in the window; use more users or days")
-    cumulative_weight = np.cumsum(weight / total_weight)
+    probabilities = weight / total_weight if total_weight > 0 else weight
     chunks: list[tuple[npt.NDArray[np.int64], ...]] = []
     produced = 0
     while produced < session_budget:
-        n_sessions = int((session_budget - produced) / MEAN_SESSION_LENGTH * 1.05) + 16
-        # Weighted pick of the session's user (inverse CDF: cheaper than Generator.choice(p=)).
-        session_user = np.minimum(
-            np.searchsorted(cumulative_weight, rng.random(n_sessions), side="right"), users - 1
-        ).astype(np.int64)
+        n_sessions = int((session_budget - produced) / MEAN_SESSION_LENGTH * 1.02) + 16
+        # Sessions per user in one multinomial draw (O(users), no per-session search); sessions
+        # come grouped by user, which is also how the events are laid out.
+        per_user = rng.multinomial(n_sessions, probabilities)
+        session_user = np.repeat(np.arange(users, dtype=np.int64), per_user)
         opened = (rng.random(n_sessions) < P_APP_OPEN).astype(np.int64)
         views = rng.geometric(P_VIEW_STOP, n_sessions).astype(np.int64)
         carted = rng.random(n_sessions) < P_CART
@@ -261,30 +261,38 @@ def generate(
         promo = rng.random(n_sessions) < np.where(promo_sensitive[session_user], 0.9, 0.15)
         quantity = 1 + (rng.random(n_sessions) < 0.2) + (rng.random(n_sessions) < 0.05)
         chunks.append(
-            (session_user, opened, views, carted.astype(np.int64), bought.astype(np.int64),
-             reviewed.astype(np.int64), length, begins, product, promo.astype(np.int64), quantity.astype(np.int64))
-        )  # fmt: skip
+            (session_user, opened, views, length, begins, product, promo.astype(np.int64), quantity.astype(np.int64))
+        )
         produced += int(length.sum())
-    if chunks:
+    if len(chunks) == 1:
+        columns: list[Any] = list(chunks[0])
+    elif chunks:
         columns = [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
     else:
-        columns = [np.zeros(0, dtype=np.int64) for _ in range(11)]
-    session_user, opened, views, carted, bought, reviewed, length, begins, product, promo, quantity = columns
+        columns = [np.zeros(0, dtype=np.int64) for _ in range(8)]
+    session_user, opened, views, length, begins, product, promo, quantity = columns
+    keep = len(length)
 
-    # Keep whole sessions until the budget, then trim the last one (its tail is dropped).
-    ends_at = np.cumsum(length)
-    keep = int(np.searchsorted(ends_at, session_budget, side="left")) + 1 if session_budget else 0
-    keep = min(keep, len(length))
-    # Sessions in time order make the events almost sorted, so the final sort is cheap.
-    by_start = np.argsort(begins[:keep], kind="stable")
-    length = length[:keep].copy()
-    if keep:
-        length[-1] -= int(ends_at[keep - 1]) - session_budget
-    length = length[by_start]
-    picked: list[Any] = [
-        array[:keep][by_start] for array in (session_user, opened, views, begins, product, promo, quantity)
-    ]
-    session_user, opened, views, begins, product, promo, quantity = picked
+    # Land exactly on the budget: drop whole sessions at random until just above it, then drop
+    # the last event of as many random sessions as there are events too many.
+    excess = produced - session_budget
+    if excess > 0:
+        margin = 6 * np.sqrt(excess) + 100
+        drop_share = max(0.0, (excess - margin) / max(produced, 1))
+        kept = rng.random(keep) >= drop_share
+        if int(length[kept].sum()) >= session_budget:
+            session_user, opened, views, length, begins, product, promo, quantity = (
+                array[kept] for array in (session_user, opened, views, length, begins, product, promo, quantity)
+            )
+            keep = len(length)
+        excess = int(length.sum()) - session_budget
+        while excess > 0:
+            longer = np.flatnonzero(length >= 2)
+            if len(longer) == 0:
+                longer = np.flatnonzero(length >= 1)
+            shortened = rng.choice(longer, size=min(excess, len(longer)), replace=False)
+            length[shortened] -= 1
+            excess -= len(shortened)
     session_of = np.repeat(np.arange(keep, dtype=np.int64), length)
     first_row = np.cumsum(length) - length
     position = np.arange(session_budget, dtype=np.int64) - first_row[session_of]
@@ -319,8 +327,8 @@ def generate(
     amount[purchases] = np.round(price[event_product[purchases]] * quantity[session_of[purchases]] * discount, -1)
     del session_of
 
-    # Append the sign-up events, then order everything by time (stable: same seed, same order;
-    # nearly sorted already, so timsort runs in about linear time).
+    # Append the sign-up events (rows are grouped by user, not sorted by time: write_dataset
+    # partitions by day, and nothing downstream depends on row order).
     signups = len(joined_inside)
     users_of = np.concatenate([users_of, joined_inside.astype(np.int64)])
     ts = np.concatenate([ts, signup[joined_inside]])
@@ -329,11 +337,6 @@ def generate(
     amount = np.concatenate([amount, np.full(signups, np.nan)])
     is_purchase = np.concatenate([is_purchase, np.zeros(signups, dtype=bool)])
     is_promo = np.concatenate([is_promo, np.zeros(signups, dtype=bool)])
-    order = np.argsort(ts, kind="stable")
-    users_of, ts, kind = users_of[order], ts[order], kind[order]
-    event_product, amount = event_product[order], amount[order]
-    is_purchase, is_promo = is_purchase[order], is_promo[order]
-    del order
 
     has_product = event_product >= 0
     event_category = np.where(has_product, product_category[np.maximum(event_product, 0)], -1)
@@ -353,7 +356,7 @@ def generate(
     )
 
     # --- customers ----------------------------------------------------------------------------
-    customers = _customers(rng, user_ids, signup, end_us, product_names, users_of, kind, event_product)
+    customers = _customers(rng, user_ids, signup, end_us, product_names, users_of, ts, kind, event_product)
     return customers, events_frame
 
 
@@ -364,6 +367,7 @@ def _customers(  # noqa: PLR0917 (private helper of generate, arrays passed posi
     end_us: int,
     product_names: list[str],
     event_users: npt.NDArray[np.int64],
+    event_ts: npt.NDArray[np.int64],
     event_kind: npt.NDArray[np.int8],
     event_product: npt.NDArray[np.int64],
 ) -> pd.DataFrame:
@@ -395,12 +399,14 @@ def _customers(  # noqa: PLR0917 (private helper of generate, arrays passed posi
     )
     kakao_friend = has_phone & (rng.random(users) < 0.65)
 
-    # The last product each customer looked at (templates greet with it); events are in time
-    # order, so the last view is the one with the largest row number.
+    # The last product each customer looked at (templates greet with it): the view with the
+    # latest timestamp; on a tie the later row wins (assignment order is row order).
     views = np.flatnonzero(event_kind == PRODUCT_VIEW)
-    last_view = np.full(users, -1, dtype=np.int64)
-    np.maximum.at(last_view, event_users[views], views)
-    last_product = np.where(last_view >= 0, event_product[np.maximum(last_view, 0)], -1)
+    last_seen = np.full(users, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last_seen, event_users[views], event_ts[views])
+    latest = views[event_ts[views] == last_seen[event_users[views]]]
+    last_product = np.full(users, -1, dtype=np.int64)
+    last_product[event_users[latest]] = event_product[latest]
 
     return pd.DataFrame(
         {
@@ -454,7 +460,9 @@ def write_dataset(
     table = pa.Table.from_pandas(events, preserve_index=False)
     stamps = pd.to_datetime(events["ts"], utc=True).dt.tz_localize(None).astype("datetime64[us]")
     day = stamps.to_numpy().view(np.int64) // MICROS_PER_DAY
-    order = np.argsort(day, kind="stable")
+    # Day offsets fit 16 bits for any realistic span: numpy's stable sort is then a radix sort.
+    offsets = day - (day.min() if len(day) else 0)
+    order = np.argsort(offsets.astype(np.int16) if len(day) and offsets.max() < 2**15 else offsets, kind="stable")
     if not np.array_equal(order, np.arange(len(order))):
         table = table.take(pa.array(order))
         day = day[order]
