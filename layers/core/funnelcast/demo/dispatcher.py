@@ -18,7 +18,7 @@ import hashlib
 import heapq
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -28,6 +28,8 @@ from funnelcast.demo.requests import RequestCounter
 
 BatchHandler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_RECEIVE = 10
+WALL_CLOCK_VISIBILITY = 43_200
+_FILLING = {"SendMessage", "SendMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch"}
 
 
 @dataclass
@@ -82,10 +84,25 @@ class QueueDispatcher:
         self.duplicate_rate = duplicate_rate
         self._rng = random.Random(seed)
         self.stats = DispatchStats()
+        # Queues that may hold a visible message. The event source mapping polls all the time; the
+        # demo polls a queue only after something was sent to it (seen by a botocore hook), which
+        # saves thousands of empty ReceiveMessage calls and changes no outcome.
+        self._dirty: set[str] = set()
+        self._dirty_lock = threading.Lock()
 
     def add(self, source: QueueSource) -> None:
         self.sources.append(source)
         self._invisible.setdefault(source.queue_url, {})
+        self._dirty.add(source.queue_url)
+
+    def observe(self, service: str, operation: str, params: Mapping[str, Any]) -> None:
+        """A botocore call was made (see :class:`RequestCounter` observers): note queues that got messages."""
+        if service == "sqs" and operation in _FILLING and "QueueUrl" in params:
+            with self._dirty_lock:
+                self._dirty.add(str(params["QueueUrl"]))
+        elif service == "sns" and operation in {"Publish", "PublishBatch"}:
+            with self._dirty_lock:  # topics deliver to subscribed queues inside moto
+                self._dirty.update(source.queue_url for source in self.sources)
 
     def note_error(self, message_id: str, reason: str) -> None:
         """Remember why a message failed (handlers log it; the dispatcher keeps the last one)."""
@@ -134,7 +151,9 @@ class QueueDispatcher:
             response = self._sqs.receive_message(
                 QueueUrl=source.queue_url,
                 MaxNumberOfMessages=min(source.batch_size, MAX_RECEIVE),
-                VisibilityTimeout=source.visibility_timeout,
+                # The simulated visibility timeout is tracked here; moto's wall-clock one must never
+                # end first (or a failed message would come back early), so it is the maximum.
+                VisibilityTimeout=WALL_CLOCK_VISIBILITY,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             )
@@ -144,9 +163,15 @@ class QueueDispatcher:
     def _drain_queue(self, source: QueueSource) -> int:
         handed = 0
         while True:
+            with self._dirty_lock:
+                if source.queue_url not in self._dirty:
+                    return handed
+                self._dirty.discard(source.queue_url)
             messages = self._receive(source)
             if not messages:
                 return handed
+            with self._dirty_lock:
+                self._dirty.add(source.queue_url)  # there may be more
             handed += len(messages)
             self._invoke(source, messages)
 

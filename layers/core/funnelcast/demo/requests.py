@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -27,6 +27,7 @@ _HOOK_ID = "funnelcast-demo-request-counter"
 _CALLER: ContextVar[str] = ContextVar("funnelcast_demo_caller", default=PIPELINE)
 _ACTIVE: list[RequestCounter] = []
 _INSTALLED = threading.Event()
+CallObserver = Callable[[str, str, Mapping[str, Any]], None]
 
 
 def _on_before_call(event_name: str = "", **_: Any) -> None:
@@ -35,12 +36,22 @@ def _on_before_call(event_name: str = "", **_: Any) -> None:
         _ACTIVE[-1].record(event_name)
 
 
+def _on_parameters(event_name: str = "", params: Mapping[str, Any] | None = None, **_: Any) -> None:
+    """botocore ``before-parameter-build``: the call's parameters, for observers (e.g. which queue got a message)."""
+    if _ACTIVE and _ACTIVE[-1].observers:
+        parts = event_name.split(".")
+        if len(parts) >= 3:
+            for observer in _ACTIVE[-1].observers:
+                observer(parts[1], parts[2], params or {})
+
+
 def _install_globally() -> None:
     if _INSTALLED.is_set():
         return
     from botocore.handlers import BUILTIN_HANDLERS  # noqa: PLC0415
 
     BUILTIN_HANDLERS.append(("before-call", _on_before_call))
+    BUILTIN_HANDLERS.append(("before-parameter-build", _on_parameters))
     _INSTALLED.set()
 
 
@@ -49,6 +60,7 @@ class RequestCounter:
 
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str, str]] = Counter()
+        self.observers: list[CallObserver] = []
         self._lock = threading.Lock()
 
     def __enter__(self) -> RequestCounter:
@@ -65,6 +77,7 @@ class RequestCounter:
         """Count a client created before the counter was installed (idempotent per client)."""
         _install_globally()
         boto_client.meta.events.register("before-call", _on_before_call, unique_id=_HOOK_ID)
+        boto_client.meta.events.register("before-parameter-build", _on_parameters, unique_id=_HOOK_ID + "-params")
 
     def record(self, event_name: str) -> None:
         parts = event_name.split(".")

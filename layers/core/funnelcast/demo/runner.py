@@ -403,6 +403,7 @@ class DemoRun:
             duplicate_rate=faults.duplicate_rate if faults else 0.0,
             seed=self.config.seed,
         )
+        self.counter.observers.append(self.dispatcher.observe)
         self.planner = self._planner_dependencies()
         self.senders = self._sender_dependencies()
         self.feedback_handler = self._feedback_handler()
@@ -463,6 +464,14 @@ class DemoRun:
         deps = planning.PlannerDependencies.from_settings(settings)
         deps.clock = self.clock
         deps.log = self._log("planner")
+        # One process with moto: parallel Scan segments only add thread switches here.
+        deps.scan_segments = 1
+        module = load_function_module(self.repo, "plan_campaign")
+        if module is None:
+            self.stages.unavailable("planner", "functions/plan_campaign has not landed")
+            return None
+        module._deps["deps"] = deps  # the container's cached dependencies, with the simulated clock
+        self.planner_handler = module.lambda_handler
         self.stages.available("planner")
         return deps
 
@@ -542,6 +551,14 @@ class DemoRun:
         if handler is None:
             self.stages.unavailable("feedback", "functions/ingest_feedback has no lambda_handler")
             return None
+        from funnelcast.feedback.service import FeedbackDependencies  # noqa: PLC0415
+        from funnelcast.settings import Settings  # noqa: PLC0415
+
+        deps = FeedbackDependencies.from_settings(Settings.from_env(self.local.function_env("IngestFeedbackFunction")))
+        deps.clock = self.clock
+        deps.log = self._log("feedback")
+        deps.warn = self._log("feedback")
+        module._deps["deps"] = deps
         self.stages.available("feedback")
         context = _LambdaContext("IngestFeedbackFunction", self.local.functions["IngestFeedbackFunction"].name)
 
@@ -620,25 +637,21 @@ class DemoRun:
         self._drain()
 
     def _advance(self, moment: datetime) -> None:
-        """Move the clock to ``moment`` handing over, in time order, what became due on the way."""
+        """Move the clock to ``moment``, handing over in time order what became due on the way
+        (delayed jobs, messages visible again) and the customers' reactions up to each step."""
         while True:
             due = [d.next_due() for d in getattr(self, "delayed", [])]
+            due.append(self.dispatcher.next_visible_at() if hasattr(self, "dispatcher") else None)
             pending = [t for t in due if t is not None and t <= moment]
-            visible = self.dispatcher.next_visible_at() if hasattr(self, "dispatcher") else None
-            if visible is not None and visible <= moment:
-                pending.append(visible)
-            reaction = self.customers.next_at()
-            if reaction is not None and reaction <= moment:
-                pending.append(reaction)
             if not pending:
                 break
-            step = max(min(pending), self.clock())
-            self.clock.set(step)
+            self.clock.set(max(min(pending), self.clock()))
             for delayed in getattr(self, "delayed", []):
                 delayed.release_due()
-            self._feed_back(self.customers.due(step))
+            self._feed_back(self.customers.due(self.clock()))
             self._drain()
         self.clock.set(max(moment, self.clock()))
+        self._feed_back(self.customers.due(self.clock()))
 
     def _drain(self) -> None:
         if hasattr(self, "dispatcher"):
@@ -655,59 +668,94 @@ class DemoRun:
         target = self._target(firing)
         try:
             if target == "RecomputeSegmentsFunction":
-                self._recompute(firing.at)
+                self._recompute(firing.at, firing.payload)
             elif target == "PlanCampaignFunction":
                 self._plan(firing.payload)
             elif target == "BuildReportFunction":
-                self.stages.count("report_firings")  # the demo writes its report at the end
+                self._report(firing.at)
             else:
                 self.stages.errors.append(f"{firing.definition.name}: target {target} is not a known function")
         finally:
             with RequestCounter.simulating():
                 self.scheduler.completed(firing)
 
-    def _recompute(self, at: datetime) -> None:
-        service = _optional("funnelcast.segments.service")
+    def _recompute(self, at: datetime, payload: dict[str, Any] | None = None) -> None:
+        """RecomputeSegmentsFunction with the Scheduler's input (or an on-demand ``{"at": ...}``)."""
         if self.stages.status.get("data") != "ok":
             self.stages.unavailable("segments", "no data")
             return
-        if service is None or _optional("funnelcast.data.load") is None:
-            self.stages.unavailable("segments", "funnelcast.data.load has not landed")
+        handler = self._recompute_handler()
+        if handler is None:
             return
-        from funnelcast.activation import load_active_ruleset  # noqa: PLC0415
-
-        ruleset = load_active_ruleset(self.rules_store)
-        run_id = f"segments@{at.astimezone(UTC):%Y%m%dT%H%MZ}"
         started = time.perf_counter()
+        event = payload if payload is not None else {"source": "manual", "at": at.isoformat()}
         try:
-            service.recompute(ruleset, self.input_store, self.data_root, at, run_id)
+            handler(event, _LambdaContext("RecomputeSegmentsFunction", "recompute"))
         except Exception as exc:
-            self.stages.errors.append(f"recompute {run_id}: {type(exc).__name__}: {exc}")
+            self.stages.errors.append(f"recompute at {at.isoformat()}: {type(exc).__name__}: {exc}")
             self.stages.status["segments"] = f"failed: {type(exc).__name__}: {exc}"
             return
         self.timings["recompute_seconds"] = self.timings.get("recompute_seconds", 0.0) + time.perf_counter() - started
         self.stages.available("segments")
         self.stages.count("recomputes")
 
+    def _recompute_handler(self) -> Callable[[dict[str, Any], Any], Any] | None:
+        if hasattr(self, "_recompute_lambda"):
+            return self._recompute_lambda
+        module = load_function_module(self.repo, "recompute_segments")
+        if module is None or _optional("funnelcast.data.load") is None:
+            self.stages.unavailable("segments", "functions/recompute_segments or funnelcast.data.load has not landed")
+            return None
+        from funnelcast.segments.service import RecomputeDependencies  # noqa: PLC0415
+        from funnelcast.settings import Settings  # noqa: PLC0415
+
+        settings = Settings.from_env(self.local.function_env("RecomputeSegmentsFunction"))
+        module._deps["deps"] = RecomputeDependencies.from_settings(settings, clock=self.clock)
+        self._recompute_lambda: Callable[[dict[str, Any], Any], Any] = module.lambda_handler
+        return self._recompute_lambda
+
+    def _report(self, at: datetime) -> None:
+        """BuildReportFunction's work (KPIs into ``reports/<day>/``, the daily suppression rebuild) at ``at``.
+
+        The handler reads the wall clock when the Scheduler input has no ``now``; the service takes it.
+        """
+        scheduled = _optional("funnelcast.reporting.scheduled")
+        if scheduled is None:
+            self.stages.unavailable("report", "funnelcast.reporting.scheduled has not landed")
+            return
+        from funnelcast.settings import Settings  # noqa: PLC0415
+
+        deps = scheduled.ReportDependencies.from_settings(
+            Settings.from_env(self.local.function_env("BuildReportFunction"))
+        )
+        deps.log = self._log("report")
+        started = time.perf_counter()
+        try:
+            scheduled.build_scheduled_report(deps, now=at)
+        except Exception as exc:
+            self.stages.errors.append(f"daily report at {at.isoformat()}: {type(exc).__name__}: {exc}")
+            return
+        self.timings["report_seconds"] = self.timings.get("report_seconds", 0.0) + time.perf_counter() - started
+        self.stages.available("report")
+        self.stages.count("daily_reports")
+
     def _plan(self, payload: dict[str, Any]) -> None:
         if self.planner is None:
             self.stages.count("planner_firings_unavailable")
             return
-        from funnelcast.planning.planner import plan_campaign, release_waiting  # noqa: PLC0415
-
         started = time.perf_counter()
+        context = _LambdaContext("PlanCampaignFunction", "plan-campaign")
         try:
+            answer = self.planner_handler(payload, context)
             if payload.get("action") == "release_waiting":
-                release_waiting(str(payload["key"]), self.planner)
                 self.stages.count("waiting_releases")
             else:
-                scheduled = datetime.fromisoformat(str(payload["scheduled_time"]).replace("Z", "+00:00"))
-                summary = plan_campaign(str(payload["campaign_id"]), scheduled, self.planner)
-                self.stages.count(f"planner_{summary.status}")
-                if summary.status == "done":
+                status = str(answer.get("status"))
+                self.stages.count(f"planner_{status}")
+                if status == "done":
                     self.stages.count("planner_runs")
-                elif summary.status == "failed":
-                    self.stages.errors.append(f"{summary.run_id}: {summary.error}")
+                elif status == "failed":
+                    self.stages.errors.append(f"{answer.get('run_id')}: {answer.get('error')}")
         except Exception as exc:
             # The Lambda would fail and Scheduler would retry; the demo records it and goes on.
             self.stages.errors.append(f"planner {payload}: {type(exc).__name__}: {exc}")
