@@ -12,7 +12,7 @@ TOOLS_ENV := PATH="$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=$(REGIO
 # -n 2 (pytest-xdist) on the 2-core CI machine, one test file per worker at a time (--dist loadfile)
 # so module-scoped fixtures (the deploy-fidelity stack) are built once; PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=15
 SOURCES   := layers/core/funnelcast functions tests scripts
 
 .PHONY: test venv lint typecheck validate-template build size-check chromium pytest demo bench schema clean
