@@ -338,6 +338,15 @@ def generate(
     is_purchase = np.concatenate([is_purchase, np.zeros(signups, dtype=bool)])
     is_promo = np.concatenate([is_promo, np.zeros(signups, dtype=bool)])
 
+    # Rows by UTC day (a cheap 16-bit radix sort), grouped by user inside a day: write_dataset
+    # then slices partitions without reordering.
+    day = (ts - start_us) // MICROS_PER_DAY
+    order = np.argsort(np.clip(day, -1, 2**15 - 1).astype(np.int16), kind="stable")
+    users_of, ts, kind = users_of[order], ts[order], kind[order]
+    event_product, amount = event_product[order], amount[order]
+    is_purchase, is_promo = is_purchase[order], is_promo[order]
+    del order, day
+
     has_product = event_product >= 0
     event_category = np.where(has_product, product_category[np.maximum(event_product, 0)], -1)
     events_frame = pd.DataFrame(
@@ -430,9 +439,24 @@ def _customers(  # noqa: PLR0917 (private helper of generate, arrays passed posi
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
+    # Dictionaries only where they pay (text), statistics only where readers prune on them:
+    # both cut the write time of 20M events by about a third.
+    text = [f.name for f in table.schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
+    pruning = [name for name in ("user_id", "ts", "signup_at", "amount") if name in table.column_names]
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", use_dictionary=text, write_statistics=pruning)
     return sink.getvalue()
+
+
+def _plain_string_dictionaries(table: pa.Table) -> pa.Table:
+    """``dictionary<large_string>`` (pandas categoricals of ``str``) as ``dictionary<int32, string>``."""
+    fields = [
+        pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+        if pa.types.is_dictionary(f.type) and pa.types.is_large_string(f.type.value_type)
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 def _csv_bytes(table: pa.Table) -> bytes:
@@ -456,8 +480,8 @@ def write_dataset(
         raise DataContractError(f"unknown data format {fmt!r}: use parquet or csv")
     encode = _parquet_bytes if fmt == "parquet" else _csv_bytes
     keys = [f"customers/part-0.{fmt}"]
-    store.put_bytes(keys[0], encode(pa.Table.from_pandas(customers, preserve_index=False)))
-    table = pa.Table.from_pandas(events, preserve_index=False)
+    store.put_bytes(keys[0], encode(_plain_string_dictionaries(pa.Table.from_pandas(customers, preserve_index=False))))
+    table = _plain_string_dictionaries(pa.Table.from_pandas(events, preserve_index=False))
     stamps = pd.to_datetime(events["ts"], utc=True).dt.tz_localize(None).astype("datetime64[us]")
     day = stamps.to_numpy().view(np.int64) // MICROS_PER_DAY
     # Day offsets fit 16 bits for any realistic span: numpy's stable sort is then a radix sort.
