@@ -159,7 +159,7 @@ def assert_push_then_sms_fallback(cloud: dict[str, str], response: dict[str, Any
 
 
 class FakeCaps:
-    def reserve(self, reservation: Any) -> Any:
+    def reserve(self, reservation: Any, *, policy: Any = None) -> Any:
         return type("Result", (), {"status": "reserved", "cap": None})()
 
     def release(self, reservation: Any) -> None:

@@ -67,7 +67,7 @@ class FakeCaps:
     reserved: dict[str, str] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
 
-    def reserve(self, reservation: Any) -> Any:
+    def reserve(self, reservation: Any, *, policy: Any = None) -> Any:
         @dataclass
         class Result:
             status: str

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from funnelcast.caps.policy import Reservation
 from funnelcast.errors import FunnelcastError, ProviderError, TemplateRenderError
 from funnelcast.jobs import DeliveryRecord, DeliveryStatus, Recipient, SendJob
 from funnelcast.rules.models import Campaign, Channel, RuleSet
@@ -29,22 +30,6 @@ from funnelcast.sending.state import SendStates
 from funnelcast.sending.windows import next_window
 from funnelcast.storage import ObjectStore
 
-try:  # H5's cap store types; the identical local shape keeps the sender importable until it lands
-    from funnelcast.caps.policy import Reservation  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - only before funnelcast.caps exists
-
-    @dataclass(frozen=True)
-    class Reservation:  # type: ignore[no-redef]
-        user_id: int | str
-        send_id: str
-        campaign_id: str
-        channel: str
-        topic: str | None
-        local_day: Any
-        sent_at: datetime
-        resend_after: timedelta | None
-
-
 MAX_SQS_DELAY_SECONDS = 900
 DEFAULT_LEASE = timedelta(minutes=5)
 
@@ -52,7 +37,7 @@ DEFAULT_LEASE = timedelta(minutes=5)
 class CapReserver(Protocol):
     """The part of ``funnelcast.caps.store.CapStore`` the sender uses."""
 
-    def reserve(self, reservation: Any) -> Any: ...
+    def reserve(self, reservation: Any, *, policy: Any = None) -> Any: ...
     def release(self, reservation: Any) -> None: ...
 
 
@@ -285,7 +270,8 @@ def _send_one(  # noqa: PLR0917
         sent_at=now,
         resend_after=campaign.resend_after,
     )
-    reserved = deps.caps.reserve(reservation)
+    # The job's own rule set decides the caps: the store's policy is from its cold start.
+    reserved = deps.caps.reserve(reservation, policy=ruleset.policy)
     if reserved.status == "refused":
         cap = reserved.cap or "unknown"
         reason = "resend_after" if cap == "resend_after" else f"capped:{cap}"
