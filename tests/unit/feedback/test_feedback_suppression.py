@@ -251,3 +251,19 @@ def test_rebuild_writes_what_the_planner_reads(store: LocalStore) -> None:
     assert blocked.channels["email"] == frozenset()
     assert blocked.topic == frozenset({"7", "8"})
     assert Suppressions.for_campaign(snapshot, promo, T0 + timedelta(days=91)).topic == frozenset()
+
+
+def test_user_ids_typed_differently_across_and_within_files_all_load(store: LocalStore) -> None:
+    # Given one delivery file with integer ids, one with text ids, and one mixing both on different lines
+    rows = [delivery("s1", 1), {**delivery("s2", 2), "user_id": "u-2"}]
+    store.put_bytes("deliveries/dt=2026-11-02/a.jsonl", json.dumps(rows[0]).encode())
+    store.put_bytes("deliveries/dt=2026-11-02/b.jsonl", json.dumps(rows[1]).encode())
+    store.put_bytes("deliveries/dt=2026-11-03/c.jsonl", "\n".join(json.dumps(r) for r in rows).encode())
+    # When read back (bulk Arrow parse, falling back per file), Then every row is there with its id as written
+    from funnelcast.feedback.ingest import read_deliveries
+
+    frame = read_deliveries(store)
+    assert sorted(map(str, frame["user_id"])) == ["1", "1", "u-2", "u-2"]
+    assert str(frame["sent_at"].dt.tz) == "UTC"
+    # And `since` prunes earlier day partitions
+    assert len(read_deliveries(store, since=datetime(2026, 11, 3).date())) == 2

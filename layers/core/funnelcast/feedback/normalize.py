@@ -242,6 +242,11 @@ def parse_sqs_body(body: str) -> list[FeedbackEvent]:
     return [event] if event else []
 
 
+def implied_event_id(send_id: str) -> str:
+    """The id of the delivery implied by an open/click of ``send_id`` (the same on every read)."""
+    return IMPLIED_PREFIX + _event_id("implied", send_id)
+
+
 def fill_implied(events: list[FeedbackEvent]) -> list[FeedbackEvent]:
     """Out-of-order arrival: an open/click without a delivery implies delivered (at the first such ts)."""
     delivered = {e.send_id for e in events if e.type is FeedbackType.DELIVERED}
@@ -253,7 +258,7 @@ def fill_implied(events: list[FeedbackEvent]) -> list[FeedbackEvent]:
                 event.model_copy(
                     update={
                         "type": FeedbackType.DELIVERED,
-                        "event_id": IMPLIED_PREFIX + _event_id("implied", event.send_id),
+                        "event_id": implied_event_id(event.send_id),
                     }
                 ),
             )

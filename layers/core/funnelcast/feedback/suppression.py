@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pandas as pd
 
+from funnelcast.feedback.ingest import isin
 from funnelcast.rules.models import Suppression
 from funnelcast.storage import ObjectStore
 
@@ -95,11 +96,11 @@ def build_suppression(
 
 def _ignored(joined: pd.DataFrame, deliveries: pd.DataFrame, policy: Suppression, sends: pd.DataFrame) -> pd.DataFrame:
     assert policy.ignored is not None
-    engaged = set(joined.loc[joined["type"].isin(["opened", "clicked"]), "send_id"])
+    engaged = joined.loc[joined["type"].isin(["opened", "clicked"]), "send_id"]
     delivered = joined.loc[joined["type"] == "delivered", ["send_id", "ts"]].drop_duplicates("send_id")
     history = delivered.merge(sends, on="send_id")
     history = history[history["topic"].notna() & history["channel"].isin(OPEN_TRACKED_CHANNELS)].sort_values("ts")
-    history["unopened"] = ~history["send_id"].isin(engaged)
+    history["unopened"] = ~isin(history["send_id"], engaged)
     last_n = history.groupby(["user_id", "topic"]).tail(policy.ignored.after)
     grouped = (
         last_n.groupby(["user_id", "topic"])
