@@ -1,8 +1,9 @@
 """BuildReportFunction (EventBridge Scheduler, daily): KPIs and the HTML report into the data bucket,
 and the daily suppression rebuild. Thin: parse the event, call :mod:`funnelcast.reporting.scheduled`.
 
-Event: ``{"source": "schedule"}`` (the template's input); optional ``"days"`` (look-back, default 30)
-and ``"now"`` (ISO time, to rebuild a past day's report).
+Event: ``{"source": "schedule", "now": "<aws.scheduler.scheduled-time>"}`` (the template's input;
+``scheduled_time`` is accepted for ``now`` too); optional ``"days"`` (look-back, default 30). Without a time
+the report is for the current clock; pass an older ``now`` to rebuild a past day's report.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ReportEvent(BaseModel):
     source: str = "schedule"
     days: int = Field(default=30, ge=1, le=400)
     now: AwareDatetime | None = None
+    scheduled_time: AwareDatetime | None = Field(default=None, description="Scheduler's time; same as now")
 
 
 def dependencies() -> ReportDependencies:
@@ -52,7 +54,7 @@ def dependencies() -> ReportDependencies:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     parsed = ReportEvent.model_validate(event or {})
-    now = parsed.now or datetime.now(UTC)
+    now = parsed.now or parsed.scheduled_time or datetime.now(UTC)
     report = build_scheduled_report(dependencies(), now=now, days=parsed.days)
     metrics.add_metric(name="SuppressionRows", unit=MetricUnit.Count, value=report.counts["suppression_rows"])
     metrics.add_metric(name="FeedbackUnknownSendIds", unit=MetricUnit.Count, value=report.counts["unknown_send_ids"])
