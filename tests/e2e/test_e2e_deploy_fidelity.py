@@ -333,7 +333,7 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
         reset_caches()
         try:
             recomputed = recompute.lambda_handler(
-                {"source": "schedule", "scheduled_time": now.isoformat()}, _context("recompute")
+                _schedule_input(deployed, "RecomputeSchedule", now), _context("recompute")
             )
         finally:
             recompute._deps.clear()
@@ -417,6 +417,46 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
     assert sent == {"1", "2", "3"}, records
     # And SES reports an open of user 1's email through the topic -> queue -> feedback function wiring
     _ingest_an_open(deployed, next(r for r in records if str(r["user_id"]) == "1"))
+    # And the daily report schedule's own input builds the report in the stack's data bucket
+    _build_the_report(deployed, now + timedelta(hours=1))
+
+
+def _schedule_input(deployed: Deployed, logical_id: str, fired_at: datetime) -> dict[str, Any]:
+    """The event EventBridge Scheduler sends: the template's Input with its context attribute filled in."""
+    text = deployed.stack.translated["Resources"][logical_id]["Properties"]["Target"]["Input"]
+    event: dict[str, Any] = json.loads(
+        text.replace("<aws.scheduler.scheduled-time>", fired_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    )
+    return event
+
+
+def _build_the_report(deployed: Deployed, fired_at: datetime) -> None:
+    env = deployed.environments["BuildReportFunction"]
+    report = _import_handler("build_report")
+    report._deps.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        reset_caches()
+        try:
+            result = report.lambda_handler(_schedule_input(deployed, "ReportSchedule", fired_at), _context("report"))
+        finally:
+            report._deps.clear()
+            reset_caches()
+    # Then KPIs and the HTML page are in the data bucket, and they count the three sends
+    s3 = deployed.client("s3")
+    for key in result["keys"]:
+        s3.head_object(Bucket=env["DATA_BUCKET"], Key=key)
+    assert any(key.endswith("report.html") for key in result["keys"]), result
+    import io
+
+    import pandas as pd
+
+    kpis_key = next(key for key in result["keys"] if key.endswith("kpis.parquet"))
+    kpis = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=env["DATA_BUCKET"], Key=kpis_key)["Body"].read()))
+    campaign = kpis[kpis["campaign_id"] == "fidelity_notice"]
+    assert int(campaign["sent"].sum()) == 3, kpis.to_dict("records")
+    assert int(campaign["opened"].sum()) == 1, kpis.to_dict("records")
 
 
 def _ingest_an_open(deployed: Deployed, delivered: dict[str, Any]) -> None:
