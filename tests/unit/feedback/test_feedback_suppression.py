@@ -267,3 +267,23 @@ def test_user_ids_typed_differently_across_and_within_files_all_load(store: Loca
     assert str(frame["sent_at"].dt.tz) == "UTC"
     # And `since` prunes earlier day partitions
     assert len(read_deliveries(store, since=datetime(2026, 11, 3).date())) == 2
+
+
+def test_push_status_without_send_id_resolves_through_the_provider_message_id(store: LocalStore) -> None:
+    # Given SNS's own delivery-status records (no send_id, only SNS's MessageId), one for a known publish
+    from feedback_payloads import push_status
+
+    from funnelcast.feedback.normalize import parse_push_status
+
+    records = [
+        push_status("", "FAILURE", "2026-11-02T01:00:01Z", message_id="sns-abc"),
+        push_status("", "SUCCESS", "2026-11-02T01:00:01Z", message_id="sns-zzz"),
+    ]
+    events = [parse_push_status({**r, "send_id": None}) for r in records]
+    assert events[0].send_id == "provider:sns-abc"
+    deliveries = deliveries_frame([{**delivery("p1", 7, channel="push"), "provider_message_id": "sns-abc"}])
+    # When the log is matched with the deliveries
+    known, unknown = set_aside_unknown(store, events_frame(events), deliveries)
+    # Then the failure lands on send p1; the unmatched one is kept aside and counted
+    assert known[["send_id", "type"]].to_dict("records") == [{"send_id": "p1", "type": "failed"}]
+    assert unknown == 1

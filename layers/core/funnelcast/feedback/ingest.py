@@ -10,7 +10,7 @@ from datetime import date
 import pandas as pd
 
 from funnelcast.errors import DataContractError
-from funnelcast.feedback.normalize import IMPLIED_PREFIX, FeedbackEvent, implied_event_id
+from funnelcast.feedback.normalize import IMPLIED_PREFIX, PROVIDER_ID_PREFIX, FeedbackEvent, implied_event_id
 from funnelcast.storage import ObjectStore
 
 EVENTS_PREFIX = "feedback/events/"
@@ -167,6 +167,20 @@ def read_deliveries(store: ObjectStore, since: date | None = None) -> pd.DataFra
 UNKNOWN_KEY = f"{UNKNOWN_PREFIX}latest.jsonl"
 
 
+def resolve_provider_ids(events: pd.DataFrame, deliveries: pd.DataFrame) -> pd.DataFrame:
+    """Replace ``provider:<message id>`` send ids by the send id whose delivery has that provider id."""
+    by_provider = events["send_id"].astype(str).str.startswith(PROVIDER_ID_PREFIX)
+    if not by_provider.any() or "provider_message_id" not in deliveries:
+        return events
+    known = deliveries.dropna(subset=["provider_message_id"])
+    mapping = dict(zip(PROVIDER_ID_PREFIX + known["provider_message_id"].astype(str), known["send_id"], strict=True))
+    resolved = events.copy()
+    resolved.loc[by_provider, "send_id"] = resolved.loc[by_provider, "send_id"].map(
+        lambda value: mapping.get(str(value), value)
+    )
+    return resolved
+
+
 def set_aside_unknown(store: ObjectStore, events: pd.DataFrame, deliveries: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Split off events whose send id no delivery record knows; return the known ones and the count
     of received events among them (deliveries implied by an open are not counted twice).
@@ -175,6 +189,7 @@ def set_aside_unknown(store: ObjectStore, events: pd.DataFrame, deliveries: pd.D
     when none are left): they stay in the event log too, so a delivery record that lands late (the
     sender writes it after the provider answered) makes them count on the next rebuild.
     """
+    events = resolve_provider_ids(events, deliveries)
     known = deliveries["send_id"] if len(deliveries) else []
     unknown_mask = ~isin(events["send_id"], known)
     unknown = events[unknown_mask]

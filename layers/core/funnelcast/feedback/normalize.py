@@ -19,6 +19,8 @@ from funnelcast.errors import FunnelcastError
 MAX_BODY_BYTES = 256 * 1024
 #: Event ids of deliveries implied by an open/click (never stored; made again on every read).
 IMPLIED_PREFIX = "implied-"
+#: Send ids known only by the provider's message id until the deliveries resolve them.
+PROVIDER_ID_PREFIX = "provider:"
 
 
 class FeedbackInputError(FunnelcastError):
@@ -127,14 +129,23 @@ def parse_ses_record(record: dict[str, Any]) -> FeedbackEvent | None:
 
 
 def parse_push_status(record: dict[str, Any]) -> FeedbackEvent:
-    """An SNS mobile push delivery status log record (``status`` SUCCESS/FAILURE)."""
+    """An SNS mobile push delivery status log record (``status`` SUCCESS/FAILURE).
+
+    The send id is ``send_id`` (top level or in ``notification``) when the forwarder adds it, else
+    ``provider:<notification.messageId>`` (see :func:`funnelcast.feedback.ingest.resolve_provider_ids`).
+    """
     notification = record.get("notification")
     delivery = record.get("delivery")
     if not isinstance(notification, dict) or not isinstance(delivery, dict):
         raise FeedbackInputError("push: notification/delivery objects are missing")
     send_id = record.get("send_id") or notification.get("send_id")
     if not send_id:
-        raise FeedbackInputError("push: send_id is missing")
+        # SNS's own delivery-status log knows only its MessageId: the push sender stored it as the
+        # delivery's provider_message_id, so it is resolved to the send id when the log is read.
+        message_id = notification.get("messageId")
+        if not message_id:
+            raise FeedbackInputError("push: send_id and notification.messageId are both missing")
+        send_id = f"{PROVIDER_ID_PREFIX}{message_id}"
     status = record.get("status")
     if status not in ("SUCCESS", "FAILURE"):
         raise FeedbackInputError(f"push: status {status!r} is not SUCCESS or FAILURE")

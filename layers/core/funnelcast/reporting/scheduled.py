@@ -115,7 +115,7 @@ def campaign_audiences(ruleset: RuleSet) -> dict[str, str]:
 def build_scheduled_report(deps: ReportDependencies, *, now: datetime, days: int = 30) -> ScheduledReport:
     """KPIs over the last ``days`` days, written under ``reports/<day>/``; suppression rebuilt."""
     from funnelcast.activation import load_active_ruleset  # noqa: PLC0415
-    from funnelcast.feedback.ingest import read_deliveries, read_events  # noqa: PLC0415
+    from funnelcast.feedback.ingest import read_deliveries, read_events, resolve_provider_ids  # noqa: PLC0415
     from funnelcast.feedback.suppression import rebuild_suppression  # noqa: PLC0415
     from funnelcast.reporting.html import daily_outcomes, render_report  # noqa: PLC0415
     from funnelcast.reporting.kpis import compute_kpis  # noqa: PLC0415
@@ -125,7 +125,7 @@ def build_scheduled_report(deps: ReportDependencies, *, now: datetime, days: int
     since = now - timedelta(days=days)
     decisions = read_decisions(deps.data, since, now)
     deliveries = read_deliveries(deps.data, since.date())
-    feedback = read_events(deps.data, since.date())
+    feedback = resolve_provider_ids(read_events(deps.data, since.date()), deliveries)
     conversions = read_conversions(
         deps.data.child(deps.data_prefix),
         policy.rfm.event,
