@@ -131,6 +131,7 @@ def phase_engine(root: Path) -> dict[str, Any]:
         "customers": len(dataset.customers),
         "counts": {name: result.counts[name] for name in SEGMENTS if name in result.counts},
         "slowest": slowest,
+        "load_steps": dataset.timings,
         "quarantined": dataset.quarantined,
         "bytes_read": dataset.bytes_read,
         "rss": peak_rss_bytes(),
@@ -251,6 +252,7 @@ def main() -> int:
     print(f"engine (load + compute):              {engine['seconds']:6.2f} s  = {engine['load']:.2f} load + "
           f"{engine['compute']:.2f} compute; {events_per_second:,.0f} events/s; "
           f"peak RSS {_gb(engine['rss'])}")  # fmt: skip
+    print(f"  load steps: {', '.join(f'{name} {sec:.2f}s' for name, sec in engine['load_steps'].items())}")
     print(f"  engine slowest steps: {', '.join(f'{name} {sec:.2f}s' for name, sec in engine['slowest'])}")
     if engine["quarantined"]:
         print(f"  quarantined: {engine['quarantined']}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -83,6 +84,8 @@ class Dataset:
     files_read: list[str] = field(default_factory=list)
     bytes_read: int = 0
     quarantine_files: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent reading and checking files, writing quarantine, and building each frame."""
 
 
 @dataclass
@@ -595,6 +598,8 @@ def load_dataset(
         return kind, _normalise(table, key, store.uri(key), kind, needs), size
 
     jobs = [(kind, key, wanted) for kind, keys, wanted in plan for key in keys]
+    timings: dict[str, float] = {}
+    tick = time.perf_counter()
     # Files are read and checked in parallel (pyarrow releases the GIL); results come back in key
     # order, so "the last duplicate wins" and error messages do not depend on timing.
     with ThreadPoolExecutor(max_workers=min(READ_THREADS, os.cpu_count() or 1)) as pool:
@@ -604,6 +609,8 @@ def load_dataset(
             bytes_read += size
             if progress is not None:
                 progress(len(files_read), total)
+    timings["read_and_check"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     id_kind = _check_id_kinds(parts, store)
     quarantined: dict[str, int] = {}
     quarantine_files = []
@@ -617,6 +624,8 @@ def load_dataset(
         written = _write_quarantine(store, run_id, kind, parts[kind])
         if written is not None:
             quarantine_files.append(store.uri(written))
+    timings["quarantine"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     # Each kind's parts are dropped once combined, so that converting to pandas frees the Arrow
     # buffers column by column instead of holding both copies.
     combined = _combine(parts.pop("customers"), id_kind, "customers")
@@ -626,6 +635,8 @@ def load_dataset(
     duplicates = int(duplicated.sum())
     if duplicates:
         customers = customers.loc[~duplicated].reset_index(drop=True)
+    timings["customers_frame"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     combined = _combine(parts.pop("events"), id_kind, "events")
     events = _to_pandas(combined, "events")
     del combined
@@ -634,6 +645,7 @@ def load_dataset(
             frame["user_id"] = frame["user_id"].astype(pd.StringDtype("pyarrow"))
     if "event_type" in events.columns and not isinstance(events["event_type"].dtype, pd.CategoricalDtype):
         events["event_type"] = events["event_type"].astype("category")
+    timings["events_frame"] = time.perf_counter() - tick
     return Dataset(
         customers=customers,
         events=events,
@@ -642,6 +654,7 @@ def load_dataset(
         files_read=files_read,
         bytes_read=bytes_read,
         quarantine_files=quarantine_files,
+        timings=timings,
     )
 
 
