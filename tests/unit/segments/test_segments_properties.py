@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 import pandas as pd
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from segments_reference import Reference
 
 from funnelcast.rules.models import EventNode, RuleSet, walk
+from funnelcast.segments import engine
 from funnelcast.segments.engine import Frames, compute_segments
 from funnelcast.segments.plan import evaluation_order
 
@@ -176,12 +178,29 @@ def _expected_top_exports(ruleset: RuleSet, reference: Reference) -> dict[str, d
     return exports
 
 
-EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "90"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds(), first=trees, second=trees, audience=trees, exclude=trees)
 def test_engine_matches_reference(
+    world: tuple[list[dict[str, Any]], list[dict[str, Any]]], first: Any, second: Any, audience: Any, exclude: Any
+) -> None:
+    check_against_reference(world, first, second, audience, exclude)
+
+
+@settings(max_examples=max(EXAMPLES // 3, 10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds(), first=trees, second=trees, audience=trees, exclude=trees)
+def test_engine_matches_reference_with_sparse_value_tallies(
+    world: tuple[list[dict[str, Any]], list[dict[str, Any]]], first: Any, second: Any, audience: Any, exclude: Any
+) -> None:
+    # Given the engine forced onto its sparse (sorted pairs) per/top_share path, used for
+    # high-cardinality fields such as product_id at scale; Then it agrees with the reference too
+    with patch.object(engine, "DENSE_PAIR_LIMIT", 0):
+        check_against_reference(world, first, second, audience, exclude)
+
+
+def check_against_reference(
     world: tuple[list[dict[str, Any]], list[dict[str, Any]]], first: Any, second: Any, audience: Any, exclude: Any
 ) -> None:
     # Given random customers/events (timestamps on window edges, int or text ids), two random

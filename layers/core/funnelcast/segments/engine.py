@@ -42,6 +42,7 @@ Mask = npt.NDArray[np.bool_]
 Ints = npt.NDArray[np.int64]
 NAT = np.iinfo(np.int64).min
 EPOCH = pd.Timestamp(0, tz="UTC")
+LOADER_TS_DTYPE = pd.DatetimeTZDtype(unit="us", tz="UTC")
 RFM_CODES = [f"{r}{f}{m}" for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)]
 
 
@@ -83,8 +84,9 @@ def _micros(series: pd.Series) -> Ints:
 
     The loader's ``datetime64[us, UTC]`` columns are viewed without a copy of the values.
     """
-    stamps = pd.to_datetime(series, utc=True).dt.as_unit("us")
-    return np.asarray(stamps.array.asi8, dtype=np.int64)
+    if series.dtype != LOADER_TS_DTYPE:
+        series = pd.to_datetime(series, utc=True).dt.as_unit("us")
+    return np.asarray(series.array.asi8, dtype=np.int64)
 
 
 def _stamp_micros(value: date | datetime | str) -> int:
@@ -158,7 +160,7 @@ def _compare(series: pd.Series, op: Op, value: Any, at: datetime, where: str) ->
 
 
 def _bound(values: npt.NDArray[Any], bound: Bound) -> Mask:
-    result = np.ones(len(values), dtype=bool)
+    result = np.ones(values.shape, dtype=bool)
     for name, threshold in bound.comparisons():
         if name == "eq":
             result &= values == threshold
@@ -222,22 +224,23 @@ def _default_index(frame: pd.DataFrame) -> bool:
     return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
-def _sorted_codes(column: pd.Series) -> tuple[Ints, npt.NDArray[Any]]:
-    """Integer codes (-1 = null) into the column's distinct values sorted ascending, and those values.
+def _sorted_codes(column: pd.Series) -> tuple[npt.NDArray[np.integer[Any]], Ints | None, npt.NDArray[Any]]:
+    """Codes (-1 = null), an optional code -> rank table, and the distinct values sorted ascending.
 
-    Categoricals reuse their codes (categories re-ranked when not sorted); other columns are factorized.
+    Categoricals reuse their codes in their own small integer dtype (no 20M-row upcast); when the
+    categories are not sorted, ``rank[code]`` gives the position in the sorted values. Other columns
+    are factorized with ``sort=True`` (no rank table needed).
     """
     if isinstance(column.dtype, pd.CategoricalDtype):
-        categories = column.cat.categories
-        codes = column.cat.codes.to_numpy().astype(np.int64)
-        order = np.argsort(np.asarray(categories, dtype=object), kind="stable")
+        categories = np.asarray(column.cat.categories, dtype=object)
+        order = np.argsort(categories, kind="stable")
+        rank: Ints | None = None
         if (order != np.arange(len(order))).any():
             rank = np.empty(len(order), dtype=np.int64)
             rank[order] = np.arange(len(order))
-            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
-        return codes, np.asarray(categories, dtype=object)[order]
+        return column.cat.codes.to_numpy(), rank, categories[order]
     codes, uniques = pd.factorize(column, sort=True)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    return codes, None, np.asarray(uniques, dtype=object)
 
 
 def _check_same_id_kind(customer_ids: pd.Series, event_ids: pd.Series | None) -> None:
@@ -273,6 +276,8 @@ def user_codes(customer_ids: pd.Series, event_ids: pd.Series) -> Ints:
                 table[ids - low] = np.arange(len(ids), dtype=np.int64)
                 if (table >= 0).sum() != len(ids):
                     raise DataContractError("customers frame repeats user_id values")
+                if not len(events) or (int(events.min()) >= low and int(events.max()) <= high):
+                    return table[events - low]
                 inside = (events >= low) & (events <= high)
                 codes = np.full(len(events), -1, dtype=np.int64)
                 codes[inside] = table[events[inside] - low]
@@ -281,6 +286,46 @@ def user_codes(customer_ids: pd.Series, event_ids: pd.Series) -> Ints:
     if not index.is_unique:
         raise DataContractError("customers frame repeats user_id values")
     return np.asarray(index.get_indexer(event_ids), dtype=np.int64)
+
+
+@dataclass
+class _ValueTally:
+    """Per (user, value) event counts, dense (``users x values``) or sparse (pairs sorted by user, value)."""
+
+    n: int
+    uniques: npt.NDArray[Any]
+    dense: npt.NDArray[np.int64] | None = None
+    users: Ints = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    counts: Ints = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    codes: Ints = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def some_value(self, bound: Bound) -> Mask:
+        """Users for whom some single value's (non-zero) count satisfies ``bound`` (``per``)."""
+        if self.dense is not None:
+            return np.asarray((_bound(self.dense, bound) & (self.dense > 0)).any(axis=1), dtype=bool)
+        result = np.zeros(self.n, dtype=bool)
+        result[self.users[_bound(self.counts, bound)]] = True
+        return result
+
+    def top(self) -> tuple[Ints, Ints, npt.NDArray[Any]]:
+        """Each user's highest count, the code of its value (-1 = none; ties: smallest), the values."""
+        if self.dense is not None:
+            if self.dense.shape[1] == 0:
+                return np.zeros(self.n, dtype=np.int64), np.full(self.n, -1, dtype=np.int64), self.uniques
+            top = self.dense.max(axis=1)
+            # argmax returns the first maximum: values are in ascending order, so the smallest.
+            chosen = np.where(top > 0, self.dense.argmax(axis=1), -1)
+            return top.astype(np.int64, copy=False), chosen.astype(np.int64, copy=False), self.uniques
+        top = np.zeros(self.n, dtype=np.int64)
+        np.maximum.at(top, self.users, self.counts)
+        # Pairs are sorted by user then value: the first pair of a user at its maximum is the smallest.
+        top_pairs = np.flatnonzero(self.counts == top[self.users])
+        top_users = self.users[top_pairs]
+        first = np.ones(len(top_pairs), dtype=bool)
+        first[1:] = top_users[1:] != top_users[:-1]
+        chosen = np.full(self.n, -1, dtype=np.int64)
+        chosen[top_users[first]] = self.codes[top_pairs[first]]
+        return top, chosen, self.uniques
 
 
 class _Evaluator:
@@ -325,8 +370,8 @@ class _Evaluator:
 
     # -- events ---------------------------------------------------------------------------------
     def _type_mask(self, event_type: str) -> Mask:
-        if event_type == "*":
-            return np.ones(len(self.codes), dtype=bool)
+        if event_type not in self._type_cache and event_type == "*":
+            self._type_cache[event_type] = np.ones(len(self.codes), dtype=bool)
         if event_type not in self._type_cache:
             categories = self.types.cat.categories
             codes = self.types.cat.codes.to_numpy()
@@ -336,15 +381,26 @@ class _Evaluator:
                 self._type_cache[event_type] = np.zeros(len(codes), dtype=bool)
         return self._type_cache[event_type]
 
-    def _field_mask(self, conditions: list[FieldCondition], where: str) -> Mask:
-        mask = np.ones(len(self.codes), dtype=bool)
+    def _field_mask(self, conditions: list[FieldCondition], where: str, mask: Mask) -> Mask:
+        """``mask`` narrowed to the events meeting every condition (a new array; ``mask`` is kept)."""
         for condition in conditions:
             if condition.field not in self.events.columns:
-                column = pd.Series([None] * len(self.codes), dtype=object)
+                # An absent column is null on every row: only 'missing' holds.
+                matched = np.full(len(self.codes), condition.op is Op.MISSING, dtype=bool)
             else:
                 column = self.events[condition.field]
-            mask &= _compare(column, condition.op, condition.value, self.at, f"{where} field {condition.field!r}")
+                matched = _compare(column, condition.op, condition.value, self.at, f"{where} field {condition.field!r}")
+            mask = mask & matched
         return mask
+
+    def _amounts(self, field_name: str, mask: Mask) -> npt.NDArray[np.float64]:
+        """Values of a numeric event column for the masked events; null (or non-numeric) counts as 0."""
+        column = self.events[field_name]
+        if pd.api.types.is_float_dtype(column.dtype) and not isinstance(column.dtype, pd.api.extensions.ExtensionDtype):
+            values = column.to_numpy()[mask]  # a view, then only the selected rows
+        else:
+            values = pd.to_numeric(column[mask], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        return np.nan_to_num(values, nan=0.0)
 
     def _window(self, within: timedelta) -> Mask:
         """Events in the half-open window ``(T - within, T]`` (SPEC §2.1); later events are gone already."""
@@ -353,62 +409,53 @@ class _Evaluator:
             self._window_cache[within] = self.ts > self.t_us - span
         return self._window_cache[within]
 
-    def _pair_counts(self, mask: Mask, field_name: str) -> tuple[Ints, Ints, Ints, npt.NDArray[Any]]:
-        """Per (user, value) counts among masked events with a non-null value.
+    def _value_tally(self, mask: Mask, field_name: str) -> _ValueTally:
+        """Per (user, value) counts of the masked events with a non-null ``field_name``.
 
-        Returns users, counts, value codes into the sorted distinct values, and those values.
-        Pairs come sorted by user, then by value ascending (so the first pair of a user reaching its
-        maximum holds the smallest such value). Dense bincount when users x values is small (a
-        category), one sort otherwise (a product id).
+        Dense (users x values matrix, one bincount) when that matrix is small, as for a category;
+        sparse (one sort of the pair keys) otherwise, as for a product id. Values are ranked in
+        ascending order so that ties resolve to the smallest value.
         """
         if field_name not in self.events.columns:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty, np.zeros(0, dtype=object)
-        value_codes, uniques = _sorted_codes(self.events[field_name])
+            return _ValueTally(self.n, np.zeros(0, dtype=object), dense=np.zeros((self.n, 0), dtype=np.int64))
+        value_codes, rank, uniques = _sorted_codes(self.events[field_name])
         mask = mask & (value_codes >= 0)
-        width = len(uniques) + 1
-        keys = self.codes[mask] * width + value_codes[mask]
+        chosen = value_codes[mask].astype(np.int64, copy=False)
+        if rank is not None:
+            chosen = rank[chosen]
+        width = max(len(uniques), 1)
+        keys = self.codes[mask] * width + chosen
         if self.n * width <= DENSE_PAIR_LIMIT:
-            tally = np.bincount(keys, minlength=self.n * width)
-            unique_keys = np.flatnonzero(tally)
-            counts = tally[unique_keys]
-        else:
-            unique_keys, counts = np.unique(keys, return_counts=True)
-        return unique_keys // width, counts.astype(np.int64), unique_keys % width, uniques
+            dense = np.bincount(keys, minlength=self.n * width).reshape(self.n, width)
+            return _ValueTally(self.n, uniques, dense=dense)
+        unique_keys, counts = np.unique(keys, return_counts=True)
+        return _ValueTally(
+            self.n,
+            uniques,
+            users=unique_keys // width,
+            counts=counts.astype(np.int64, copy=False),
+            codes=unique_keys % width,
+        )
 
     def event(self, node: EventNode) -> Mask:
         where = f"event node {node.event!r}"
-        mask = self._type_mask(node.event) & self._window(node.within) & self._field_mask(node.where, where)
-        counts = np.bincount(self.codes[mask], minlength=self.n).astype(np.int64)
+        mask = self._field_mask(node.where, where, self._type_mask(node.event) & self._window(node.within))
+        counts = np.bincount(self.codes[mask], minlength=self.n).astype(np.int64, copy=False)
         if node.per is not None:
-            pair_users, pair_counts, _, _ = self._pair_counts(mask, node.per)
-            result = np.zeros(self.n, dtype=bool)
-            result[pair_users[_bound(pair_counts, node.effective_count)]] = True
-            return result
+            return self._value_tally(mask, node.per).some_value(node.effective_count)
         result = _bound(counts, node.effective_count)
         if node.sum is not None and node.value is not None:
             if node.sum not in self.events.columns:
                 sums = np.zeros(self.n)
             else:
-                amounts = pd.to_numeric(self.events[node.sum], errors="coerce").fillna(0).to_numpy(dtype=float)
-                sums = np.bincount(self.codes[mask], weights=amounts[mask], minlength=self.n)
+                sums = np.bincount(self.codes[mask], weights=self._amounts(node.sum, mask), minlength=self.n)
             result &= _bound(sums, node.value)
         if node.share is not None:
-            inner = mask & self._field_mask(node.share.where, f"{where} share")
-            numerator = np.bincount(self.codes[inner], minlength=self.n).astype(np.int64)
+            inner = self._field_mask(node.share.where, f"{where} share", mask)
+            numerator = np.bincount(self.codes[inner], minlength=self.n).astype(np.int64, copy=False)
             result &= _share_bound(numerator, counts, node.share)
         if node.top_share is not None:
-            pair_users, pair_counts, pair_codes, uniques = self._pair_counts(mask, node.top_share.field)
-            top = np.zeros(self.n, dtype=np.int64)
-            np.maximum.at(top, pair_users, pair_counts)
-            # Ties: the smallest value wins; pairs are sorted by user then value, so the first
-            # pair of a user reaching its maximum holds the smallest such value.
-            top_pairs = np.flatnonzero(pair_counts == top[pair_users])
-            top_users = pair_users[top_pairs]
-            first = np.ones(len(top_pairs), dtype=bool)
-            first[1:] = top_users[1:] != top_users[:-1]
-            chosen = np.full(self.n, -1, dtype=np.int64)
-            chosen[top_users[first]] = pair_codes[top_pairs[first]]
+            top, chosen, uniques = self._value_tally(mask, node.top_share.field).top()
             export = pd.Series(pd.Categorical.from_codes(chosen, categories=pd.Index(uniques)))
             name = f"top_{node.top_share.field}"
             if name in self.exports:
@@ -434,12 +481,11 @@ class _Evaluator:
         policy = self.ruleset.policy.rfm
         mask = self._type_mask(policy.event) & self._window(policy.lookback)
         codes = self.codes[mask]
-        frequency = np.bincount(codes, minlength=self.n).astype(np.int64)
+        frequency = np.bincount(codes, minlength=self.n).astype(np.int64, copy=False)
         recency = np.full(self.n, NAT, dtype=np.int64)
         np.maximum.at(recency, codes, self.ts[mask])
         if policy.amount_field in self.events.columns:
-            amounts = pd.to_numeric(self.events[policy.amount_field], errors="coerce").fillna(0)
-            monetary = np.bincount(codes, weights=amounts.to_numpy(dtype=float)[mask], minlength=self.n)
+            monetary = np.bincount(codes, weights=self._amounts(policy.amount_field, mask), minlength=self.n)
         else:
             monetary = np.zeros(self.n)
         present = frequency > 0
@@ -485,9 +531,9 @@ class _Evaluator:
             return ~self.evaluate(node.not_)
         if isinstance(node, AttributeNode):
             if node.attribute not in self.customers.columns:
-                column = pd.Series([None] * self.n, dtype=object)
-            else:
-                column = self.customers[node.attribute]
+                # An absent column is missing for everyone: only 'missing' holds.
+                return np.full(self.n, node.op is Op.MISSING, dtype=bool)
+            column = self.customers[node.attribute]
             return _compare(column, node.op, node.value, self.at, f"attribute {node.attribute!r}")
         if isinstance(node, EventNode):
             return self.event(node)
