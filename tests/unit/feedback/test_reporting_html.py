@@ -152,11 +152,20 @@ def test_lift_chart_colours_only_intervals_clear_of_zero() -> None:
     # Given one variant whose whole 95% interval is above zero and one whose interval spans zero
     from funnelcast.reporting.html import DOWN, FLAT, UP, lift_svg, summary_cards
 
-    base = {"campaign_id": "winback", "treated_rate": 0.2, "holdout_rate": 0.1, "p_value": 0.01}
+    base = {
+        "campaign_id": "winback",
+        "treated_rate": 0.2,
+        "holdout_rate": 0.1,
+        "p_value": 0.01,
+        "treated_n": 900,
+        "holdout_n": 100,
+    }
     kpis = pd.DataFrame(
         [
             {**base, "variant_id": "a", "lift": 0.10, "lift_ci_low": 0.02, "lift_ci_high": 0.18},
             {**base, "variant_id": "b", "lift": 0.01, "lift_ci_low": -0.05, "lift_ci_high": 0.07},
+            # a holdout of 3 people: whatever the interval says, it is not a finding
+            {**base, "variant_id": "c", "lift": -0.3, "lift_ci_low": -0.5, "lift_ci_high": -0.1, "holdout_n": 3},
         ]
     )
     svg = lift_svg(kpis)
@@ -164,6 +173,8 @@ def test_lift_chart_colours_only_intervals_clear_of_zero() -> None:
     # Then the first is drawn green (an improvement), the second grey (undecided), none red
     assert f"fill='{UP}'" in rows[0]
     assert f"fill='{FLAT}'" in rows[1]
+    assert f"fill='{FLAT}'" in rows[2]
+    assert "small sample" in rows[2]
     assert DOWN not in svg
     # And the headline names the significant one
     kpis = kpis.assign(sent=10, delivered=10, clicked=1, converted=2, revenue=1000.0)

@@ -12,6 +12,8 @@ from html import escape
 
 import pandas as pd
 
+from funnelcast.reporting.kpis import SMALL_GROUP
+
 OUTCOME_COLOURS = {"sent": "#2e7d32", "capped": "#f9a825", "waited": "#1565c0", "suppressed": "#c62828"}
 OUTCOME_LABELS = {
     "sent": "발송 sent",
@@ -74,6 +76,8 @@ def _best_lift(kpis: pd.DataFrame) -> str:
     if "lift" not in kpis:
         return ""
     rows = kpis.dropna(subset=["lift"]).drop_duplicates(["campaign_id", "variant_id"])
+    if "holdout_n" in rows:
+        rows = rows[(rows["treated_n"] >= SMALL_GROUP) & (rows["holdout_n"] >= SMALL_GROUP)]
     significant = rows[rows["lift_ci_low"] > 0]
     if significant.empty:
         return "유의한 리프트 없음 (none significant)"
@@ -161,6 +165,8 @@ def lift_svg(kpis: pd.DataFrame) -> str:
         "lift_ci_low",
         "lift_ci_high",
         "p_value",
+        "treated_n",
+        "holdout_n",
     ]
     if any(c not in kpis for c in cols):
         return "<p>No lift columns.</p>"
@@ -169,7 +175,7 @@ def lift_svg(kpis: pd.DataFrame) -> str:
         return "<p>No eligible users: nothing to compare.</p>"
     finite = [v for v in pd.concat([rows["lift_ci_low"], rows["lift_ci_high"], rows["lift"]]) if math.isfinite(v)]
     span = max([abs(v) for v in finite] + [0.01])
-    half, centre = 170, 470
+    half, centre = 160, 450
     scale = half / span
     height = 56 + 30 * len(rows)
     body = [
@@ -191,7 +197,10 @@ def lift_svg(kpis: pd.DataFrame) -> str:
         if not math.isfinite(row.lift):
             body.append(f"<text x='{centre + 8}' y='{y + 14}' fill='{FLAT}'>대조군 없음 (no holdout)</text>")
             continue
-        colour = UP if row.lift_ci_low > 0 else (DOWN if row.lift_ci_high < 0 else FLAT)
+        treated_n, holdout_n = int(row.treated_n), int(row.holdout_n)
+        small = min(treated_n, holdout_n) < SMALL_GROUP
+        # A tiny group makes the normal approximation unreliable: never colour it as a finding.
+        colour = FLAT if small else UP if row.lift_ci_low > 0 else (DOWN if row.lift_ci_high < 0 else FLAT)
         x = centre + row.lift * scale
         x0, x1 = centre + row.lift_ci_low * scale, centre + row.lift_ci_high * scale
         tip = (
@@ -211,10 +220,12 @@ def lift_svg(kpis: pd.DataFrame) -> str:
         body.append(f"<circle cx='{x:.1f}' cy='{y + 10}' r='4' fill='{colour}'/>")
         text = (
             f"{row.lift * 100:+.1f}%p [{row.lift_ci_low * 100:+.1f}, {row.lift_ci_high * 100:+.1f}], "
-            f"p={row.p_value:.2f}"
+            f"p={row.p_value:.2f}, n={treated_n:,}/{holdout_n:,}"
         )
+        if small:
+            text += " ※ 표본 작음 (small sample)"
         body.append(f"<text x='{centre + half + 16}' y='{y + 14}' fill='{colour}'>{escape(text)}</text>")
-    return _svg(960, height, body, "lift")
+    return _svg(1160, height, body, "lift")
 
 
 def daily_svg(daily: pd.DataFrame) -> str:
@@ -338,7 +349,7 @@ def kpi_table_html(kpis: pd.DataFrame) -> str:
 
 
 STYLE = """body{font-family:'Noto Sans CJK KR','Noto Sans KR','Apple SD Gothic Neo','Malgun Gothic',sans-serif;
-margin:24px;color:#222;max-width:1200px}h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;margin:0 0 8px}
+margin:24px;color:#222;max-width:1240px}h1{font-size:24px;margin-bottom:4px}h2{font-size:18px;margin:0 0 8px}
 .note{color:#666;font-size:12px;margin:2px 0 10px}.cards{display:flex;flex-wrap:wrap;gap:10px;margin:16px 0 24px}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 14px;min-width:120px}.card .label{color:#666;font-size:12px}
 .card .value{font-size:22px;font-weight:bold}section{margin-bottom:28px}.scroll{overflow-x:auto}
@@ -359,7 +370,8 @@ def render_report(kpis: pd.DataFrame, daily: pd.DataFrame, *, title: str) -> str
 <h2>단계별 (by AARRR stage)</h2>{stages_svg(kpis)}</section>
 <section id="lift"><h2>변형별 전환 리프트 (conversion lift vs holdout)</h2>
 <p class="note">점 = 리프트 (처치군 전환율 − 대조군 전환율, %p), 선 = 95% 신뢰구간 (unpooled Wald),
-p = 양측 two-proportion z-test. 초록 = 구간이 0보다 큼 (유의한 개선), 빨강 = 0보다 작음, 회색 = 판단 보류.</p>
+p = 양측 two-proportion z-test, n = 처치군/대조군 인원. 초록 = 구간이 0보다 큼 (유의한 개선), 빨강 = 0보다 작음,
+회색 = 판단 보류 (구간이 0을 포함하거나 한쪽 그룹이 30명 미만).</p>
 {lift_svg(kpis)}</section>
 <section id="daily"><h2>일별 발송 결과 (sends per day by outcome)</h2>{daily_svg(daily)}</section>
 <section id="table"><h2>KPI 표 (per campaign, variant, channel)</h2>{kpi_table_html(kpis)}</section>

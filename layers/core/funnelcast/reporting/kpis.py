@@ -16,6 +16,9 @@ from datetime import timedelta
 import pandas as pd
 
 Z_95 = 1.959963984540054
+#: Below this many users in either group the normal approximation behind the CI and the p-value is
+#: rough; the report says so next to the number.
+SMALL_GROUP = 30
 GROUP = ["campaign_id", "variant_id", "channel"]
 # Planner outcomes that mean the user was never eligible: they are not part of the treated group.
 NOT_ELIGIBLE = {"excluded", "lower_priority", "resend_after", "skipped"}
@@ -202,6 +205,8 @@ def compute_kpis(
             {
                 "campaign_id": campaign_id,
                 "variant_id": variant_id,
+                "treated_n": len(treated_users),
+                "holdout_n": len(holdout_users),
                 "treated_rate": result.treated_rate,
                 "holdout_rate": result.holdout_rate,
                 "lift": result.lift,
@@ -216,6 +221,8 @@ def compute_kpis(
         columns=[
             "campaign_id",
             "variant_id",
+            "treated_n",
+            "holdout_n",
             "treated_rate",
             "holdout_rate",
             "lift",
