@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from funnelcast.errors import SnapshotMissingError
 from funnelcast.rules.models import RuleSet
 from funnelcast.segments.engine import Frames
 from funnelcast.segments.service import recompute
-from funnelcast.segments.snapshot import LATEST_KEY, load_latest_snapshot, snapshot_prefix
+from funnelcast.segments.snapshot import LATEST_KEY, entered_exited, load_latest_snapshot, snapshot_prefix
 from funnelcast.storage import LocalStore
 
 AT = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -89,3 +91,35 @@ def test_crash_before_pointer_move_keeps_old_pointer(
     # Then readers still see the first snapshot
     assert store.get_bytes(LATEST_KEY) == before
     assert sorted(load_latest_snapshot(store).membership["user_id"]) == [1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    now=st.sets(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 6)), max_size=15),
+    before=st.one_of(st.none(), st.sets(st.tuples(st.sampled_from(["b", "c", "d"]), st.integers(0, 6)), max_size=15)),
+    as_text=st.booleans(),
+)
+def test_entered_exited_matches_set_differences(
+    now: set[tuple[str, int]], before: set[tuple[str, int]] | None, as_text: bool
+) -> None:
+    # Given two random memberships (segment 'a' only now, 'd' only before; int or text ids)
+    def frame(pairs: set[tuple[str, int]], categories: list[str]) -> pd.DataFrame:
+        ordered = sorted(pairs)
+        ids = [f"u{user}" if as_text else user for _, user in ordered]
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series(ids, dtype="string[pyarrow]" if as_text else "int64"),
+                "segment_id": pd.Categorical([segment for segment, _ in ordered], categories=categories),
+            }
+        )
+
+    current = frame(now, ["a", "b", "c"])
+    previous = None if before is None else frame(before, ["b", "c", "d"])
+    # When changes are counted
+    changes = entered_exited(current, previous)
+    # Then they equal the set differences per segment, for every segment of either side
+    old = before or set()
+    for segment in ["a", "b", "c", *([] if before is None else ["d"])]:
+        mine = {user for s, user in now if s == segment}
+        theirs = {user for s, user in old if s == segment}
+        assert changes[segment] == {"entered": len(mine - theirs), "exited": len(theirs - mine)}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from funnelcast.errors import ObjectNotFoundError, SnapshotMissingError
@@ -49,27 +51,47 @@ def parquet_to_frame(body: bytes) -> pd.DataFrame:
 
 
 def entered_exited(current: pd.DataFrame, previous: pd.DataFrame | None) -> dict[str, dict[str, int]]:
-    """Per segment, members that entered and exited since ``previous`` (all entered when none)."""
-    now_pairs = current[["user_id", "segment_id"]].astype({"segment_id": str})
-    result: dict[str, dict[str, int]] = {}
-    if previous is None:
-        counts = now_pairs.groupby("segment_id").size()
-        for segment_id in current["segment_id"].astype("category").cat.categories:
-            result[str(segment_id)] = {"entered": int(counts.get(segment_id, 0)), "exited": 0}
-        return result
-    before_pairs = previous[["user_id", "segment_id"]].astype({"segment_id": str})
-    if before_pairs["user_id"].dtype != now_pairs["user_id"].dtype:
-        before_pairs = before_pairs.astype({"user_id": now_pairs["user_id"].dtype})
-    merged = now_pairs.merge(before_pairs, how="outer", on=["user_id", "segment_id"], indicator=True)
-    entered = merged[merged["_merge"] == "left_only"].groupby("segment_id").size()
-    exited = merged[merged["_merge"] == "right_only"].groupby("segment_id").size()
-    ids = sorted(set(now_pairs["segment_id"]) | set(current["segment_id"].astype("category").cat.categories))
-    for segment_id in ids:
-        result[str(segment_id)] = {
-            "entered": int(entered.get(segment_id, 0)),
-            "exited": int(exited.get(segment_id, 0)),
-        }
-    return result
+    """Per segment, members that entered and exited since ``previous`` (all entered when none).
+
+    Every segment of ``current`` (its categories, empty ones included) and of ``previous`` is
+    reported. Pairs are compared as integer keys ``segment x user`` with one sorted membership test,
+    so millions of memberships take well under a second.
+    """
+    now_segments = _segment_labels(current)
+    before_segments = _segment_labels(previous) if previous is not None else []
+    ids = list(dict.fromkeys([*now_segments, *before_segments]))
+    position = {segment_id: index for index, segment_id in enumerate(ids)}
+    now_codes = _segment_codes(current, position)
+    if previous is None or previous.empty:
+        entered = np.bincount(now_codes, minlength=len(ids))
+        return {segment_id: {"entered": int(entered[i]), "exited": 0} for i, segment_id in enumerate(ids)}
+    before_codes = _segment_codes(previous, position)
+    before_users = previous["user_id"]
+    if before_users.dtype != current["user_id"].dtype:
+        before_users = before_users.astype(current["user_id"].dtype)
+    users, _ = pd.factorize(pd.concat([current["user_id"], before_users], ignore_index=True))
+    width = int(users.max()) + 1 if len(users) else 1
+    now_keys = now_codes * width + users[: len(current)]
+    before_keys = before_codes * width + users[len(current) :]
+    entered = np.bincount(now_codes[~np.isin(now_keys, before_keys)], minlength=len(ids))
+    exited = np.bincount(before_codes[~np.isin(before_keys, now_keys)], minlength=len(ids))
+    return {segment_id: {"entered": int(entered[i]), "exited": int(exited[i])} for i, segment_id in enumerate(ids)}
+
+
+def _segment_labels(membership: pd.DataFrame) -> list[str]:
+    column = membership["segment_id"]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return [str(label) for label in column.cat.categories]
+    return sorted({str(label) for label in column.unique()})
+
+
+def _segment_codes(membership: pd.DataFrame, position: dict[str, int]) -> npt.NDArray[np.int64]:
+    """Each row's index in ``position`` (via the few categories, not per-row strings)."""
+    column = membership["segment_id"]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(str).astype("category")
+    table = np.array([position[str(label)] for label in column.cat.categories], dtype=np.int64)
+    return table[column.cat.codes.to_numpy()]
 
 
 def write_snapshot(
