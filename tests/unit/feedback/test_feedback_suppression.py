@@ -11,12 +11,19 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from funnelcast.errors import DataContractError
 from funnelcast.feedback.ingest import UNKNOWN_KEY, read_events, set_aside_unknown, write_events
 from funnelcast.feedback.ingest import events_frame as make_events_frame
 from funnelcast.feedback.normalize import FeedbackEvent, FeedbackType
-from funnelcast.feedback.suppression import SUPPRESSION_KEY, build_suppression, rebuild_suppression
+from funnelcast.feedback.suppression import (
+    OPEN_TRACKED_CHANNELS,
+    SUPPRESSION_KEY,
+    build_suppression,
+    rebuild_suppression,
+)
 from funnelcast.planning.eligibility import Suppressions
 from funnelcast.rules.models import Campaign, Suppression
 from funnelcast.storage import LocalStore
@@ -287,3 +294,77 @@ def test_push_status_without_send_id_resolves_through_the_provider_message_id(st
     # Then the failure lands on send p1; the unmatched one is kept aside and counted
     assert known[["send_id", "type"]].to_dict("records") == [{"send_id": "p1", "type": "failed"}]
     assert unknown == 1
+
+
+# --- properties -------------------------------------------------------------------------------------
+
+SENDS = st.lists(
+    st.tuples(
+        st.integers(1, 4),
+        st.sampled_from(["email", "sms"]),
+        st.sampled_from(["promo", "news", None]),
+        st.integers(0, 40),
+    ),
+    min_size=1,
+    max_size=12,
+)
+REACTIONS = st.lists(
+    st.tuples(
+        st.integers(0, 11),
+        st.sampled_from(["delivered", "opened", "clicked", "unsubscribed", "complaint"]),
+        st.integers(0, 60),
+    ),
+    max_size=25,
+)
+
+
+def scenario(
+    sends: list[tuple[int, str, str | None, int]], reactions: list[tuple[int, str, int]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = [
+        delivery(f"s{i}", user, channel=channel, topic=topic, sent_at=T0 + timedelta(days=day))
+        for i, (user, channel, topic, day) in enumerate(sends)
+    ]
+    events = [
+        event(f"s{index % len(sends)}", kind, T0 + timedelta(days=day), event_id=f"e{n}")
+        for n, (index, kind, day) in enumerate(reactions)
+    ]
+    return events_frame(events), deliveries_frame(rows)
+
+
+@settings(max_examples=20, deadline=None)
+@given(SENDS, REACTIONS, st.integers(0, 120))
+def test_suppression_invariants(
+    sends: list[tuple[int, str, str | None, int]], reactions: list[tuple[int, str, int]], day: int
+) -> None:
+    events, deliveries = scenario(sends, reactions)
+    now = T0 + timedelta(days=day)
+    frame = build_suppression(events, deliveries, POLICY, now=now)
+    # One row per (user, channel, topic); nothing expired is kept
+    assert not frame.duplicated(["user_id", "channel", "topic"]).any()
+    assert (frame["until"].isna() | (frame["until"] > pd.Timestamp(now))).all()
+    # Channel consent is off exactly for the (user, channel) pairs whose sends were unsubscribed from
+    joined = events.merge(deliveries[["send_id", "user_id", "channel"]], on="send_id", suffixes=("_event", ""))
+    unsubscribed = joined[joined["type"] == "unsubscribed"]
+    expected = {(str(u), c) for u, c in zip(unsubscribed["user_id"], unsubscribed["channel"], strict=True)}
+    consent = frame[frame["reason"] == "unsubscribe:channel"]
+    assert set(zip(consent["user_id"], consent["channel"], strict=True)) == expected
+    # Only open-tracked channels' silence pauses a topic, and only for a user who was sent that topic
+    ignored = frame[frame["reason"].str.startswith("ignored")]
+    sent_topics = {(str(u), t) for u, c, t, _ in sends if c in OPEN_TRACKED_CHANNELS and t}
+    assert set(zip(ignored["user_id"], ignored["topic"], strict=True)) <= sent_topics
+
+
+@settings(max_examples=12, deadline=None)
+@given(SENDS, REACTIONS, st.integers(0, 11))
+def test_opening_a_message_never_adds_a_suppression(
+    sends: list[tuple[int, str, str | None, int]], reactions: list[tuple[int, str, int]], index: int
+) -> None:
+    # Given any history, When one more open arrives, Then the suppression rows can only shrink
+    events, deliveries = scenario(sends, reactions)
+    now = T0 + timedelta(days=45)
+    before = build_suppression(events, deliveries, POLICY, now=now)
+    opened, _ = scenario(sends, [*reactions, (index, "opened", 44)])
+    after = build_suppression(opened, deliveries, POLICY, now=now)
+    keys = ["user_id", "channel", "topic", "reason"]
+    assert set(map(tuple, after[keys].astype(str).to_numpy())) <= set(map(tuple, before[keys].astype(str).to_numpy()))
