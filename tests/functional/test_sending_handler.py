@@ -77,7 +77,10 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     with mock_aws():
         client.cache_clear()
         get_settings.cache_clear()
-        s3, ddb, sqs, sns = (boto3.client(s, region_name=REGION) for s in ("s3", "dynamodb", "sqs", "sns"))
+        s3: Any = boto3.client("s3", region_name=REGION)
+        ddb: Any = boto3.client("dynamodb", region_name=REGION)
+        sqs: Any = boto3.client("sqs", region_name=REGION)
+        sns: Any = boto3.client("sns", region_name=REGION)
         for bucket in ("rules", "data"):
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         s3.put_object(Bucket="rules", Key=f"rulesets/{RULESET.rules_hash}/bundle.json", Body=RULESET.canonical_json())

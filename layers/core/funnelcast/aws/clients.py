@@ -15,7 +15,9 @@ def client(service: str, region: str | None = None, endpoint_url: str | None = N
     """A shared boto3 client for ``service``. Tests reset it with ``client.cache_clear()``."""
     import boto3  # noqa: PLC0415  (imported on first use: keeps handler cold start small)
 
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=endpoint_url, config=_CONFIG)
+    # Typed as Any: boto3-stubs (pulled in by aws-sam-cli) only type literal service names.
+    session: Any = boto3.session.Session()
+    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=_CONFIG)
 
 
 def error_code(exc: BaseException) -> str:
