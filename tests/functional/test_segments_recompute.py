@@ -73,8 +73,15 @@ def bucket_root(aws: LocalAws) -> ObjectStore:
 def test_handler_writes_snapshot_from_s3_data(
     aws: LocalAws, staged: RuleSet, handler: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # Given also an exported file with a row that has no user_id
+    data_root(aws).put_bytes(
+        "events/dt=2026-11-30/late.csv", b"user_id,ts,event_type\n,2026-11-30T01:00:00Z,app_open\n"
+    )
     # When the recompute function is invoked on demand for T
     result = handler.lambda_handler({"at": FIRST.isoformat()}, Context())
+    # Then the bad row is quarantined beside the data and counted, and the run went on
+    assert result["quarantined"] == {"events: null user_id": 1}
+    assert data_root(aws).exists(f"_quarantine/{result['run_id']}/events.parquet")
     # Then every segment's size and the run's duration went out as EMF metrics
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     sizes = {blob["segment"]: int(*blob["SegmentSize"]) for blob in blobs if "SegmentSize" in blob}
