@@ -419,3 +419,22 @@ def test_booleans_that_went_through_pandas_nan(root: LocalStore, put: Callable[[
     # Then it is a nullable boolean and nothing is quarantined
     assert dataset.quarantined == {}
     assert dataset.events.sort_values("user_id")["is_promo"].tolist() == [True, False, pd.NA]
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2026-11-23T10:00:00+09:00", "2026-11-23T02:00:00+01:00"],  # every value with a zone
+        ["2026-11-23 01:00:00", "2026-11-23T01:00:00.000000"],  # none with a zone: UTC
+        ["2026-11-23T01:00:00Z", "2026-11-23 01:00:00.000000Z"],  # Z, as pyarrow's CSV writer puts it
+    ],
+)
+def test_uniform_text_timestamps_take_the_fast_path(
+    root: LocalStore, put: Callable[[str, str | bytes], None], stamps: list[str]
+) -> None:
+    # Given a CSV whose ts column is consistently written one way
+    put("customers/c.csv", CUSTOMERS_CSV)
+    put("events/e.csv", "user_id,ts,event_type\n" + "".join(f"1,{stamp},a\n" for stamp in stamps))
+    events = load_dataset(root, _needs(), run_id="r").events
+    # Then every row is the same UTC instant
+    assert events["ts"].tolist() == [pd.Timestamp("2026-11-23T01:00:00Z")] * 2

@@ -293,6 +293,16 @@ def _timestamps(column: pa.ChunkedArray, uri: str, name: str) -> tuple[pa.Chunke
     if not _is_text(kind_type):
         raise DataContractError(f"{uri}: column {name!r} has type {kind_type}; expected a timestamp or ISO 8601 text")
     text = _as_text(column)
+    # Fast paths (Arrow's ISO 8601 cast, ~10x pandas): every value with a zone, or none with one.
+    # A column mixing both, or holding anything unparseable, goes through pandas row by row.
+    try:
+        return pc.cast(text, UTC_MICROS), np.zeros(len(text), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:
+        return pc.assume_timezone(pc.cast(text, pa.timestamp("us")), "UTC"), np.zeros(len(text), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
     parsed = pd.to_datetime(
         text.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get),
         utc=True,
