@@ -308,6 +308,8 @@ SENDS = st.lists(
     min_size=1,
     max_size=12,
 )
+# after: 1 so that short random histories exercise the ignored rule too
+PROPERTY_POLICY = POLICY.model_copy(update={"ignored": POLICY.ignored.model_copy(update={"after": 1})})  # type: ignore[union-attr]
 REACTIONS = st.lists(
     st.tuples(
         st.integers(0, 11),
@@ -339,7 +341,7 @@ def test_suppression_invariants(
 ) -> None:
     events, deliveries = scenario(sends, reactions)
     now = T0 + timedelta(days=day)
-    frame = build_suppression(events, deliveries, POLICY, now=now)
+    frame = build_suppression(events, deliveries, PROPERTY_POLICY, now=now)
     # One row per (user, channel, topic); nothing expired is kept
     assert not frame.duplicated(["user_id", "channel", "topic"]).any()
     assert (frame["until"].isna() | (frame["until"] > pd.Timestamp(now))).all()
@@ -363,8 +365,8 @@ def test_opening_a_message_never_adds_a_suppression(
     # Given any history, When one more open arrives, Then the suppression rows can only shrink
     events, deliveries = scenario(sends, reactions)
     now = T0 + timedelta(days=45)
-    before = build_suppression(events, deliveries, POLICY, now=now)
+    before = build_suppression(events, deliveries, PROPERTY_POLICY, now=now)
     opened, _ = scenario(sends, [*reactions, (index, "opened", 44)])
-    after = build_suppression(opened, deliveries, POLICY, now=now)
+    after = build_suppression(opened, deliveries, PROPERTY_POLICY, now=now)
     keys = ["user_id", "channel", "topic", "reason"]
     assert set(map(tuple, after[keys].astype(str).to_numpy())) <= set(map(tuple, before[keys].astype(str).to_numpy()))
