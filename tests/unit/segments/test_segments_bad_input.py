@@ -119,6 +119,8 @@ def test_events_of_unknown_users_and_after_t_are_ignored_and_sparse_ids_work() -
     )
     # Then only the customer's event at T counts
     assert members(rules(buyers={"event": "purchase", "within": "1h"}), data, "buyers") == [10_000_000_000]
+    # And the non-customer's event is counted, not silently lost
+    assert compute_segments(rules(buyers={"event": "purchase", "within": "1h"}), data, AT).unknown_user_events == 1
 
 
 def test_no_events_at_all() -> None:

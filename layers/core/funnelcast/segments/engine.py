@@ -72,6 +72,8 @@ class SegmentResult:
     features: pd.DataFrame
     counts: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
+    unknown_user_events: int = 0
+    """Events whose ``user_id`` is not a customer: ignored by every rule, counted in the manifest."""
 
 
 def _as_utc(value: date | datetime | str) -> pd.Timestamp:
@@ -341,6 +343,7 @@ class _Evaluator:
         if len(events):
             codes = user_codes(self.customers["user_id"], events["user_id"])
             keep = codes >= 0
+            self.unknown_user_events = int(len(keep) - np.count_nonzero(keep))
             stamps = _micros(events["ts"])
             keep &= (stamps != NAT) & (stamps <= self.t_us)
             if keep.all():
@@ -356,6 +359,7 @@ class _Evaluator:
             if not isinstance(self.types.dtype, pd.CategoricalDtype):
                 self.types = self.types.astype("category")
         else:
+            self.unknown_user_events = 0
             if not pd.Index(self.customers["user_id"]).is_unique:
                 raise DataContractError("customers frame repeats user_id values")
             self.events = events
@@ -583,4 +587,10 @@ def compute_segments(ruleset: RuleSet, dataset: FramesLike, at: datetime) -> Seg
     for name, export in evaluator.exports.items():
         features[name] = export.array
     timings["total"] = time.perf_counter() - started
-    return SegmentResult(membership=membership, features=features, counts=counts, timings=timings)
+    return SegmentResult(
+        membership=membership,
+        features=features,
+        counts=counts,
+        timings=timings,
+        unknown_user_events=evaluator.unknown_user_events,
+    )

@@ -68,7 +68,12 @@ def build_manifest(
         "duplicates_dropped": int(getattr(dataset, "duplicates_dropped", 0)),
         "files_read": len(getattr(dataset, "files_read", [])),
         "bytes_read": int(getattr(dataset, "bytes_read", 0)),
-        "timings": {"load": load_seconds, **result.timings},
+        "events_of_unknown_users": result.unknown_user_events,
+        "timings": {
+            "load": load_seconds,
+            **{f"load_{step}": seconds for step, seconds in dict(getattr(dataset, "timings", {})).items()},
+            **result.timings,
+        },
         "peak_memory_bytes": peak_memory_bytes(),
     }
 
