@@ -29,6 +29,7 @@ from funnelcast.demo.requests import RequestCounter
 BatchHandler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_RECEIVE = 10
 WALL_CLOCK_VISIBILITY = 43_200
+DUPLICATE_MARK = "demo-duplicate"
 _FILLING = {"SendMessage", "SendMessageBatch", "ChangeMessageVisibility", "ChangeMessageVisibilityBatch"}
 
 
@@ -133,6 +134,8 @@ class QueueDispatcher:
                     for mid, _ in chunk:
                         del items[mid]
                     released += len(chunk)
+                    with self._dirty_lock:
+                        self._dirty.add(url)
         return released
 
     def drain(self, max_rounds: int = 1000) -> int:
@@ -225,10 +228,18 @@ class QueueDispatcher:
                 entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
                 self._sqs.delete_message_batch(QueueUrl=source.queue_url, Entries=entries)
             for message in done:
+                if DUPLICATE_MARK in message.get("MessageAttributes", {}):
+                    continue  # a copy is not copied again (rate 1.0 would never drain)
                 if self.duplicate_rate and self._rng.random() < self.duplicate_rate:
                     # At-least-once delivery: the same job body arrives again later.
-                    self._sqs.send_message(QueueUrl=source.queue_url, MessageBody=message["Body"])
+                    self._sqs.send_message(
+                        QueueUrl=source.queue_url,
+                        MessageBody=message["Body"],
+                        MessageAttributes={DUPLICATE_MARK: {"DataType": "String", "StringValue": "1"}},
+                    )
                     stats.duplicates_injected += 1
+                    with self._dirty_lock:
+                        self._dirty.add(source.queue_url)
 
     def dead_letters(self, dlq_urls: dict[str, str]) -> list[dict[str, Any]]:
         """Every message in the given DLQs (logical id -> URL), with the last error its source saw.

@@ -260,6 +260,8 @@ def write_outputs(run: DemoRun) -> DemoResult:
     files["log"].write_text(
         "".join(json.dumps(entry, ensure_ascii=False, default=str) + "\n" for entry in run.log), encoding="utf-8"
     )
+    files["functions_log"] = out / "functions.log"
+    files["functions_log"].write_text("".join(run.function_output), encoding="utf-8")
     result.stages = dict(run.stages.status)
     result.counts = {
         **run.stages.counts,

@@ -32,7 +32,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,6 +199,20 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
+class _CapturedOutput(io.StringIO):
+    """Where the functions' stdout (Powertools EMF metrics, logs) goes during the demo."""
+
+
+@contextmanager
+def _function_output(sink: list[str]) -> Iterator[None]:
+    """Capture what a handler prints (EMF blobs would drown the progress bars); kept for functions.log."""
+    buffer = _CapturedOutput()
+    with redirect_stdout(buffer):
+        yield
+    if buffer.getvalue():
+        sink.append(buffer.getvalue())
+
+
 @dataclass
 class OutboxRow:
     channel: str
@@ -231,6 +245,7 @@ class DemoRun:
         self._purchases: list[dict[str, Any]] = []
         self._user_ids: dict[str, int | str] = {}
         self.timings: dict[str, float] = {}
+        self.function_output: list[str] = []
 
     # ------------------------------------------------------------------ public
 
@@ -258,8 +273,17 @@ class DemoRun:
                     return self._run_inside(endpoint, started)
                 finally:
                     server.stop()
-            with mock_aws():
-                return self._run_inside(None, started)
+                    from funnelcast.local.aws_env import reset_caches  # noqa: PLC0415
+
+                    reset_caches()
+            try:
+                with mock_aws():
+                    return self._run_inside(None, started)
+            finally:
+                # Clients and settings cached inside moto must not outlive it (tests run on after).
+                from funnelcast.local.aws_env import reset_caches  # noqa: PLC0415
+
+                reset_caches()
 
     # ------------------------------------------------------------------ set-up
 
@@ -563,7 +587,8 @@ class DemoRun:
         context = _LambdaContext("IngestFeedbackFunction", self.local.functions["IngestFeedbackFunction"].name)
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
-            result: dict[str, Any] = handler(event, context)
+            with _function_output(self.function_output):
+                result: dict[str, Any] = handler(event, context)
             return result
 
         return invoke
@@ -690,7 +715,8 @@ class DemoRun:
         started = time.perf_counter()
         event = payload if payload is not None else {"source": "manual", "at": at.isoformat()}
         try:
-            handler(event, _LambdaContext("RecomputeSegmentsFunction", "recompute"))
+            with _function_output(self.function_output):
+                handler(event, _LambdaContext("RecomputeSegmentsFunction", "recompute"))
         except Exception as exc:
             self.stages.errors.append(f"recompute at {at.isoformat()}: {type(exc).__name__}: {exc}")
             self.stages.status["segments"] = f"failed: {type(exc).__name__}: {exc}"
@@ -731,7 +757,8 @@ class DemoRun:
         deps.log = self._log("report")
         started = time.perf_counter()
         try:
-            scheduled.build_scheduled_report(deps, now=at)
+            with _function_output(self.function_output):
+                scheduled.build_scheduled_report(deps, now=at)
         except Exception as exc:
             self.stages.errors.append(f"daily report at {at.isoformat()}: {type(exc).__name__}: {exc}")
             return
@@ -746,7 +773,8 @@ class DemoRun:
         started = time.perf_counter()
         context = _LambdaContext("PlanCampaignFunction", "plan-campaign")
         try:
-            answer = self.planner_handler(payload, context)
+            with _function_output(self.function_output):
+                answer = self.planner_handler(payload, context)
             if payload.get("action") == "release_waiting":
                 self.stages.count("waiting_releases")
             else:
