@@ -125,7 +125,7 @@ def received(outputs: DemoOutputs) -> pd.DataFrame:
 
 
 def _flag(value: object) -> bool:
-    return bool(value) if value is not None and not pd.isna(value) else False  # type: ignore[call-overload]
+    return bool(value) if value is not None and not pd.isna(value) else False
 
 
 def _campaign(outputs: DemoOutputs, campaign_id: str) -> Campaign:

@@ -21,12 +21,12 @@ place.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import io
 import json
 import os
-import random
 import sys
 import threading
 import time
@@ -241,7 +241,6 @@ class DemoRun:
         self.log: list[dict[str, Any]] = []
         self.job_errors: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._crash_rng = random.Random(config.seed + 1)
         self._purchases: list[dict[str, Any]] = []
         self._user_ids: dict[str, int | str] = {}
         self.timings: dict[str, float] = {}
@@ -559,7 +558,11 @@ class DemoRun:
                 purpose=entry.purpose,
                 at=now,
             )
-            crash = self.config.faults is not None and self._crash_rng.random() < self.config.faults.crash_rate
+            # Drawn from the send id, not a shared RNG: the same sends crash whatever the thread order.
+            crash = (
+                self.config.faults is not None
+                and _draw(self.config.seed, entry.send_id) < self.config.faults.crash_rate
+            )
         if crash:
             from funnelcast.sending.fakes import SimulatedCrashError  # noqa: PLC0415
 
@@ -889,6 +892,12 @@ class DemoRun:
             self._advance(min(upcoming))
             self._drain()
         self.ended_at = self.clock()
+
+
+def _draw(seed: int, key: str) -> float:
+    """A uniform number in [0, 1) from ``(seed, key)``: reproducible fault injection."""
+    digest = hashlib.sha256(f"{seed}\x1fcrash\x1f{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 class _LambdaContext:
