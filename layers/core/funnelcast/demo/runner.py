@@ -261,8 +261,11 @@ class DemoRun:
             os.environ.pop("AWS_PROFILE", None)
             os.environ.pop("AWS_ENDPOINT_URL", None)
             if self.config.server:
+                import logging  # noqa: PLC0415
+
                 from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
+                logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
                 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
                 server.start()
                 host, port = server.get_host_and_port()
