@@ -26,7 +26,7 @@ SENDERS = (
     "SendKakaoBrandFunction",
     "SendWebhookFunction",
 )
-DATA_FUNCTIONS = ("RecomputeSegmentsFunction", "PlanCampaignFunction", "BuildReportFunction")
+DATA_FUNCTIONS = ("RecomputeSegmentsFunction", "PlanCampaignFunction", "BuildReportFunction", "IngestFeedbackFunction")
 # Actions on data (objects, items, messages, sends): never allowed on every resource.
 DATA_ACTION = re.compile(r"^(s3|dynamodb|sqs|sns|ses|sms-voice|ssm|lambda):|^scheduler:(Create|Update|Delete|Get)")
 
