@@ -154,6 +154,7 @@ def test_what_moto_cloudformation_ignores_is_in_the_translated_template(deployed
                     "RecomputeSegmentsFunction",
                     "PlanCampaignFunction",
                     "BuildReportFunction",
+                    "IngestFeedbackFunction",
                 }
                 else ["Core"]
             )

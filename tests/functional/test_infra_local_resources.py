@@ -83,7 +83,8 @@ def test_channel_queues_redrive_to_their_dlq(aws: LocalAws) -> None:
         redrive = json.loads(attributes["RedrivePolicy"])
         assert redrive["deadLetterTargetArn"] == aws.arns[f"{queue}DLQ"]
         assert int(redrive["maxReceiveCount"]) == 5
-        assert int(attributes["VisibilityTimeout"]) == 180
+        # six times the polling function's timeout (30 s senders, 120 s feedback)
+        assert int(attributes["VisibilityTimeout"]) == (720 if queue == "Feedback" else 180)
 
 
 def test_ses_events_reach_the_feedback_queue(aws: LocalAws) -> None:

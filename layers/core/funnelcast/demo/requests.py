@@ -30,8 +30,13 @@ _INSTALLED = threading.Event()
 CallObserver = Callable[[str, str, Mapping[str, Any]], None]
 
 
-def _on_before_call(event_name: str = "", **_: Any) -> None:
+def _on_before_call(event_name: str = "", context: dict[str, Any] | None = None, **_: Any) -> None:
     """botocore ``before-call.<service>.<Operation>``: one API call (retries are not new calls)."""
+    if context is not None:
+        # A client created after the global install and then watched carries the hook twice.
+        if context.get(_HOOK_ID):
+            return
+        context[_HOOK_ID] = True
     if _ACTIVE:
         _ACTIVE[-1].record(event_name)
 
