@@ -62,6 +62,10 @@ pytest: venv
 		$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	fi
 
+# A quick run by default (about 70 s): under moto every DynamoDB conditional write costs ~35 ms, so the
+# full `funnelcast demo` defaults (5,000 users, 7 days) take about 20 minutes. Full run:
+#   make demo DEMO_ARGS="--users 5000 --days 7"
+DEMO_ARGS ?= --users 1000 --days 2
 demo: venv
 	$(BIN)/funnelcast demo $(DEMO_ARGS)
 

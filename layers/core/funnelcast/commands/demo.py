@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     from funnelcast.demo.runner import DemoConfig, DemoRun, Faults, check_config  # noqa: PLC0415
     from funnelcast.errors import FunnelcastError  # noqa: PLC0415
 
-    console = Console()
+    # Piped output (CI logs, `| tee`) would otherwise be cut at 80 columns and truncate the table.
+    console = Console(width=None if sys.stdout.isatty() else 140)
     config = DemoConfig(
         users=args.users,
         days=args.days,
