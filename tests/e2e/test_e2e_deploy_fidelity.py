@@ -180,6 +180,47 @@ def _import_handler(name: str) -> Any:
     return module
 
 
+def _invoke(function: str, env: dict[str, str], event: dict[str, Any], context_name: str) -> Any:
+    """Call ``functions/<function>``'s handler with ``env`` set exactly as CloudFormation resolved it.
+
+    The handler's cached cold-start state (``_deps`` / ``_runtime``) and the package's client and
+    settings caches are cleared before and after, so each call sees only this stack's names.
+    """
+    handler = _import_handler(function)
+    cached = handler._deps if hasattr(handler, "_deps") else getattr(handler, "_runtime", None)
+    if cached is not None:
+        cached.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        reset_caches()
+        try:
+            return handler.lambda_handler(event, _context(context_name))
+        finally:
+            if cached is not None:
+                cached.clear()
+            reset_caches()
+
+
+def _sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The event the Lambda event source mapping would deliver for ``messages`` of ``queue_arn``."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": DEFAULT_REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
 def test_activation_runs_against_the_stack_resources(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given ActivateRulesFunction's environment exactly as CloudFormation resolved it
     env = deployed.environments["ActivateRulesFunction"]
@@ -265,17 +306,9 @@ def _run_activation(deployed: Deployed, env: dict[str, str], files: dict[str, by
     scheduler = deployed.client("scheduler")
     if env["SCHEDULE_GROUP"] not in {g["Name"] for g in scheduler.list_schedule_groups()["ScheduleGroups"]}:
         scheduler.create_schedule_group(Name=env["SCHEDULE_GROUP"])
-    handler = _import_handler("activate_rules")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        reset_caches()
-        try:
-            result: dict[str, Any] = handler.lambda_handler(
-                _s3_event(env["RULES_BUCKET"], sorted(files)[-1]), _context("activate")
-            )
-        finally:
-            reset_caches()
+    result: dict[str, Any] = _invoke(
+        "activate_rules", env, _s3_event(env["RULES_BUCKET"], sorted(files)[-1]), "activate"
+    )
     return result
 
 
@@ -326,19 +359,9 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
     s3.put_object(Bucket=data_env["DATA_BUCKET"], Key=f"{prefix}events/events.csv", Body=events.encode())
 
     # When the recompute schedule fires RecomputeSegmentsFunction with its environment
-    recompute = _import_handler("recompute_segments")
-    recompute._deps.clear()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in data_env.items():
-            patch.setenv(name, value)
-        reset_caches()
-        try:
-            recomputed = recompute.lambda_handler(
-                _schedule_input(deployed, "RecomputeSchedule", now), _context("recompute")
-            )
-        finally:
-            recompute._deps.clear()
-            reset_caches()
+    recomputed = _invoke(
+        "recompute_segments", data_env, _schedule_input(deployed, "RecomputeSchedule", now), "recompute"
+    )
     # Then the snapshot it wrote is the latest one, for the active rules
     latest = json.loads(s3.get_object(Bucket=data_env["DATA_BUCKET"], Key="segments/latest.json")["Body"].read())
     assert latest["rules_hash"] == activation["rules_hash"] == recomputed["rules_hash"]
@@ -354,19 +377,12 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
     )
 
     # When the campaign's schedule fires the planner with PlanCampaignFunction's environment
-    planner = _import_handler("plan_campaign")
-    planner._deps.clear()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in envs["PlanCampaignFunction"].items():
-            patch.setenv(name, value)
-        reset_caches()
-        try:
-            summary = planner.lambda_handler(
-                {"campaign_id": "fidelity_notice", "scheduled_time": now.isoformat()}, _context("plan")
-            )
-        finally:
-            planner._deps.clear()
-            reset_caches()
+    summary = _invoke(
+        "plan_campaign",
+        envs["PlanCampaignFunction"],
+        {"campaign_id": "fidelity_notice", "scheduled_time": now.isoformat()},
+        "plan",
+    )
     assert summary["status"] == "done", summary
     # Then the jobs are in the queue the email sender polls (as the stack wired it)
     email_queue = sender_env["QUEUE_URL_EMAIL"]
@@ -376,32 +392,7 @@ def test_one_campaign_flows_from_upload_to_delivery_through_the_stack(deployed: 
 
     # When the email sender receives them as its event source mapping would deliver them
     queue_arn = sqs.get_queue_attributes(QueueUrl=email_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    event = {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": DEFAULT_REGION,
-            }
-            for message in messages
-        ]
-    }
-    sender = _import_handler("send_message")
-    sender._runtime.clear()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in sender_env.items():
-            patch.setenv(name, value)
-        reset_caches()
-        try:
-            response = sender.lambda_handler(event, _context("send-email"))
-        finally:
-            sender._runtime.clear()
-            reset_caches()
+    response = _invoke("send_message", sender_env, _sqs_event(messages, queue_arn), "send-email")
     # Then every job succeeded, and each of the three users has a delivery record in the data bucket
     assert response == {"batchItemFailures": []}
     keys = [
@@ -433,17 +424,7 @@ def _schedule_input(deployed: Deployed, logical_id: str, fired_at: datetime) -> 
 
 def _build_the_report(deployed: Deployed, fired_at: datetime) -> None:
     env = deployed.environments["BuildReportFunction"]
-    report = _import_handler("build_report")
-    report._deps.clear()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        reset_caches()
-        try:
-            result = report.lambda_handler(_schedule_input(deployed, "ReportSchedule", fired_at), _context("report"))
-        finally:
-            report._deps.clear()
-            reset_caches()
+    result = _invoke("build_report", env, _schedule_input(deployed, "ReportSchedule", fired_at), "report")
     # Then KPIs and the HTML page are in the data bucket, and they count the three sends
     s3 = deployed.client("s3")
     for key in result["keys"]:
@@ -485,32 +466,7 @@ def _ingest_an_open(deployed: Deployed, delivered: dict[str, Any]) -> None:
     }
     sns.publish(TopicArn=topic_arn, Message=json.dumps(record))
     received = sqs.receive_message(QueueUrl=feedback_env["FEEDBACK_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
-    event = {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": DEFAULT_REGION,
-            }
-            for message in received
-        ]
-    }
-    feedback = _import_handler("ingest_feedback")
-    feedback._deps.clear()
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in feedback_env.items():
-            patch.setenv(name, value)
-        reset_caches()
-        try:
-            response = feedback.lambda_handler(event, _context("ingest-feedback"))
-        finally:
-            feedback._deps.clear()
-            reset_caches()
+    response = _invoke("ingest_feedback", feedback_env, _sqs_event(received, queue_arn), "ingest-feedback")
     # Then the open is stored under feedback/events/ for that send, in the stack's data bucket
     assert response == {"batchItemFailures": []}
     bucket = feedback_env["DATA_BUCKET"]
