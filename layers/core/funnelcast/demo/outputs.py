@@ -193,7 +193,7 @@ def campaign_summary(
 
 def write_outputs(run: DemoRun) -> DemoResult:
     from funnelcast.demo.requests import PIPELINE  # noqa: PLC0415
-    from funnelcast.feedback.ingest import read_events  # noqa: PLC0415
+    from funnelcast.feedback.ingest import DELIVERY_COLUMNS, read_events  # noqa: PLC0415
 
     out = run.config.out
     out.mkdir(parents=True, exist_ok=True)
@@ -216,22 +216,7 @@ def write_outputs(run: DemoRun) -> DemoResult:
     events = customer_events(run)
     files = result.files
     if deliveries.empty:
-        deliveries = pd.DataFrame(
-            columns=[
-                "send_id",
-                "run_id",
-                "campaign_id",
-                "user_id",
-                "variant_id",
-                "channel",
-                "status",
-                "reason",
-                "sent_at",
-                "local_sent_at",
-                "purpose",
-                "topic",
-            ]
-        )
+        deliveries = pd.DataFrame(columns=DELIVERY_COLUMNS)
     files["deliveries"] = _parquet(deliveries, out / "deliveries.parquet")
     files["decisions"] = _parquet(decisions, out / "decisions.parquet")
     files["outbox"] = _parquet(outbox, out / "outbox.parquet")
