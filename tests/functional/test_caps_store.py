@@ -293,6 +293,77 @@ def test_usage_snapshot_is_one_scan_and_matches_the_items(store: CapStore, ddb: 
     assert sorted(recent[5].weeks) == [week_key(WEDNESDAY + timedelta(days=7))]
 
 
+def test_usage_of_reads_only_the_asked_users_and_weeks_in_batches(
+    store: CapStore, ddb: Any, requests: RequestLog
+) -> None:
+    # Given 150 users with sends in two weeks
+    for user in range(150):
+        for offset in (0, 7):
+            store.reserve(reservation(f"s{offset}", "sms", user_id=user, local_day=WEDNESDAY + timedelta(days=offset)))
+    requests.take()
+    # When the planner asks for 120 of them, in the later week only
+    later = week_key(WEDNESDAY + timedelta(days=7))
+    usage = store.usage_of(range(30, 150), weeks=[later])
+    # Then it is two BatchGetItem requests (100 keys each at most), never a Scan or a read per user
+    assert requests.take() == Counter({"BatchGetItem": 2})
+    assert set(usage) == set(range(30, 150))
+    assert sorted(usage[42].weeks) == [later]
+    assert usage[42].weeks[later] == store.user_state(42).weeks[later]
+    # and users or weeks without items are simply absent
+    assert store.usage_of([5, 999], weeks=[week_key(WEDNESDAY - timedelta(days=7))]) == {}
+
+
+def test_usage_of_scans_once_when_the_keys_outnumber_the_limit(ddb: Any, requests: RequestLog) -> None:
+    # Given a store that batch-gets at most 50 keys
+    store = CapStore(TABLE, POLICY, dynamodb_client=ddb, batch_key_limit=50)
+    for user in range(40):
+        for offset in (-7, 0):
+            store.reserve(reservation(f"s{offset}", "sms", user_id=user, local_day=WEDNESDAY + timedelta(days=offset)))
+    requests.take()
+    # When 30 of the 40 users x 2 weeks (60 keys) are asked for
+    usage = store.usage_of(range(30), weeks=[week_key(WEDNESDAY - timedelta(days=7)), week_key(WEDNESDAY)])
+    # Then one Scan answers, restricted to the asked users
+    assert set(requests.take()) == {"Scan"}
+    assert set(usage) == set(range(30))
+    assert usage[3] == store.user_state(3)
+
+
+def test_usage_of_retries_unprocessed_keys(store: CapStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given DynamoDB leaves half the keys of the first BatchGetItem unprocessed (throttling)
+    for user in range(4):
+        store.reserve(reservation("a", "sms", user_id=user))
+    real = store.client.batch_get_item
+    answers: list[int] = []
+
+    def throttled(**request: Any) -> dict[str, Any]:
+        keys = request["RequestItems"][TABLE]["Keys"]
+        if not answers:
+            answers.append(len(keys))
+            page: dict[str, Any] = real(RequestItems={TABLE: {"Keys": keys[:2]}})
+            page["UnprocessedKeys"] = {TABLE: {"Keys": keys[2:]}}
+            return page
+        answers.append(len(keys))
+        return dict(real(**request))
+
+    monkeypatch.setattr(store.client, "batch_get_item", throttled)
+    monkeypatch.setattr("funnelcast.caps.store.sleep", lambda seconds: None)
+    # When the usage of the four users is read
+    usage = store.usage_of(range(4), weeks=[week_key(WEDNESDAY)])
+    # Then the unprocessed keys were asked again and nothing is missing
+    assert answers == [4, 2]
+    assert set(usage) == {0, 1, 2, 3}
+
+
+def test_usage_of_gives_up_clearly_when_keys_stay_unprocessed(store: CapStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def always_throttled(**request: Any) -> dict[str, Any]:
+        return {"Responses": {}, "UnprocessedKeys": request["RequestItems"]}
+
+    monkeypatch.setattr(store.client, "batch_get_item", always_throttled)
+    monkeypatch.setattr("funnelcast.caps.store.sleep", lambda seconds: None)
+    with pytest.raises(CapStoreError, match="unprocessed after 8 attempts"):
+        store.usage_of([1], weeks=[week_key(WEDNESDAY)])
+
+
 def test_the_planner_and_the_store_agree_on_a_user(store: CapStore) -> None:
     # Given a user with two sends today, read back through the snapshot
     store.reserve(reservation("a", "sms"))

@@ -26,6 +26,7 @@ from funnelcast.caps.policy import (
     refuses_resend,
     week_key,
     week_monday,
+    weeks_between,
 )
 from funnelcast.rules.models import Policy
 
@@ -124,6 +125,16 @@ def test_week_key_is_the_iso_week_from_monday_to_sunday(day: date) -> None:
     # and the 7 days from that Monday share the key while the day before has the previous one
     assert {week_key(monday + timedelta(days=n)) for n in range(7)} == {week_key(day)}
     assert week_key(monday - timedelta(days=1)) == previous_week_key(week_key(day))
+
+
+@given(st.dates(min_value=date(1971, 1, 1), max_value=date(2198, 12, 1)), st.integers(0, 120))
+def test_weeks_between_lists_every_week_touched_once_in_order(first: date, span: int) -> None:
+    # Given a range of local days, When its weeks are listed
+    last = first + timedelta(days=span)
+    weeks = weeks_between(first, last)
+    # Then they are exactly the weeks of the days in the range, oldest first, no repeats
+    assert weeks == sorted({week_key(first + timedelta(days=n)) for n in range(span + 1)}, key=week_monday)
+    assert weeks_between(last, first - timedelta(days=7)) == []
 
 
 def test_iso_week_crosses_the_calendar_year() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -76,15 +76,15 @@ def audience_of(features: pd.DataFrame, excluded: Sequence[object] = ()) -> pd.D
 
 @dataclass
 class FakeUsage:
-    """``CapStore.usage_snapshot`` stand-in that counts its calls."""
+    """``CapStore.usage_of`` stand-in that keeps what each call asked for."""
 
     states: dict[Any, UserCapState] = field(default_factory=dict)
-    calls: list[date | None] = field(default_factory=list)
+    calls: list[tuple[set[Any], list[str]]] = field(default_factory=list)
 
-    def usage_snapshot(self, *, since: date | None = None, segments: int = 1) -> dict[Any, UserCapState]:
-        del segments
-        self.calls.append(since)
-        return self.states
+    def usage_of(self, users: Collection[Any], *, weeks: Sequence[str], threads: int = 1) -> dict[Any, UserCapState]:
+        del threads
+        self.calls.append((set(users), list(weeks)))
+        return {user: state for user, state in self.states.items() if user in set(users)}
 
 
 @dataclass

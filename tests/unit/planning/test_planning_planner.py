@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from planning_builders import FakeQueues, FakeUsage, FakeWaits, T, make_campaign, make_features, make_policy
 
+from funnelcast.caps.policy import weeks_between
 from funnelcast.errors import QueueError
 from funnelcast.jobs import DecisionRecord, Outcome
 from funnelcast.planning.planner import PlannerDependencies, WaitingBatchError, plan_campaign, release_waiting
@@ -115,7 +116,8 @@ def test_a_second_firing_of_the_same_minute_is_a_no_op(deps: PlannerDependencies
 
 def test_campaigns_due_in_the_same_slot_are_planned_together_by_priority(deps: PlannerDependencies) -> None:
     # Given two campaigns with the same schedule and a cap of one message a day
-    low, high = make_campaign(id="low", priority=20), make_campaign(id="high", priority=80)
+    low = make_campaign(id="low", priority=20)
+    high = make_campaign(id="high", priority=80, resend_after=timedelta(days=7))
     ruleset = RuleSet(campaigns=[low, high], policy=make_policy([{"max": 1, "per": "day"}]))
     activate(deps.rules, ruleset)  # type: ignore[arg-type]
     members = {"@audience:low": [1, 2, 3], "@audience:high": [2, 3, 4]}
@@ -128,9 +130,11 @@ def test_campaigns_due_in_the_same_slot_are_planned_together_by_priority(deps: P
     high_rows = decisions(deps, "high@20261201T0100Z").set_index("user_id")["reason"].to_dict()
     assert high_rows == {2: "queued", 3: "queued", 4: "queued"}
     assert low_rows == {1: "queued", 2: "lower_priority", 3: "lower_priority"}
-    # And the high one's own firing finds its run done: a no-op; the usage table was scanned once
+    # And the high one's own firing finds its run done: a no-op; the cap table was read once,
+    # for the pending users of both campaigns, this week and back over resend_after
     assert plan_campaign("high", T, deps).status == "noop"
-    assert len(deps.usage.calls) == 1  # type: ignore[attr-defined]
+    read = [({1, 2, 3, 4}, weeks_between(date(2026, 11, 23), date(2026, 12, 1)))]  # Tuesday W49 - 8 days: W48
+    assert deps.usage.calls == read  # type: ignore[attr-defined]
 
 
 def test_no_snapshot_fails_the_run_clearly_and_a_later_firing_retries(deps: PlannerDependencies) -> None:
@@ -170,7 +174,7 @@ def test_an_empty_audience_is_a_recorded_run_with_zero_sends(deps: PlannerDepend
     summary = plan_campaign("promo_a", T, deps)
     assert (summary.status, summary.audience, summary.outcomes, summary.jobs_queued) == ("done", 0, {}, 0)
     assert len(decisions(deps, "promo_a@20261201T0100Z")) == 0
-    assert deps.usage.calls == []  # type: ignore[attr-defined]  # nothing to arbitrate, nothing scanned
+    assert deps.usage.calls == []  # type: ignore[attr-defined]  # nothing to arbitrate, nothing read
 
 
 def test_a_campaign_no_longer_active_is_reported_not_run(deps: PlannerDependencies) -> None:

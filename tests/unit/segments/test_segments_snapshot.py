@@ -14,7 +14,13 @@ from funnelcast.errors import SnapshotMissingError
 from funnelcast.rules.models import RuleSet
 from funnelcast.segments.engine import Frames
 from funnelcast.segments.service import recompute
-from funnelcast.segments.snapshot import LATEST_KEY, entered_exited, load_latest_snapshot, snapshot_prefix
+from funnelcast.segments.snapshot import (
+    LATEST_KEY,
+    LatestSnapshotReader,
+    entered_exited,
+    load_latest_snapshot,
+    snapshot_prefix,
+)
 from funnelcast.storage import LocalStore
 
 AT = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -71,6 +77,38 @@ def test_second_run_counts_entered_and_exited(tmp_path: Path, ruleset: RuleSet) 
     assert sorted(snapshot.membership["user_id"]) == [2, 3]
     assert list(snapshot.features.columns[:1]) == ["user_id"]
     assert {"rfm_r", "rfm_f", "rfm_m", "rfm_code"} <= set(snapshot.features.columns)
+
+
+class CountingStore(LocalStore):
+    """A LocalStore that remembers every key read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def get_bytes(self, key: str) -> bytes:
+        self.reads.append(key)
+        return super().get_bytes(key)
+
+
+def test_warm_reader_reads_only_the_pointer_until_it_moves(tmp_path: Path, ruleset: RuleSet) -> None:
+    store = CountingStore(tmp_path)
+    recompute(ruleset, store, store, AT, "run-1", dataset=_frames([1, 2]))
+    reader = LatestSnapshotReader()
+    first = reader(store)
+    # Given a warm reader that loaded the snapshot once
+    store.reads.clear()
+    # When the planner fires again before the next recompute
+    again = reader(store)
+    # Then only latest.json was read and the same snapshot came back
+    assert store.reads == [LATEST_KEY]
+    assert again is first
+    # And once a recompute moved the pointer, the new snapshot is loaded
+    later = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
+    recompute(ruleset, store, store, later, "run-2", dataset=_frames([3]))
+    moved = reader(store)
+    assert moved.prefix == snapshot_prefix(later, ruleset.rules_hash)
+    assert sorted(moved.membership["user_id"]) == [3]
 
 
 def test_crash_before_pointer_move_keeps_old_pointer(

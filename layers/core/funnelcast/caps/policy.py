@@ -10,8 +10,8 @@ API for the planner (priority arbitration)
     from funnelcast.caps.policy import UserCapState, first_refusing_cap
     from funnelcast.caps.store import CapStore
 
-    usage = CapStore(table, policy).usage_snapshot(since=today - timedelta(days=longest_resend_after))
-    # dict[user_id, UserCapState], built from ONE (parallel) Scan, never per-user reads
+    usage = CapStore(table, policy).usage_of(pending_users, weeks=weeks_between(first_day, last_day))
+    # dict[user_id, UserCapState] from BatchGetItem (100 user-weeks per request; a Scan for huge slots)
 
     state = usage.get(user_id) or UserCapState.empty(user_id)
     for campaign in campaigns_due_in_this_slot_sorted_by_priority_then_id:
@@ -106,6 +106,16 @@ def week_monday(key: str) -> date:
 
 def previous_week_key(key: str) -> str:
     return week_key(week_monday(key) - timedelta(days=7))
+
+
+def weeks_between(first: date, last: date) -> list[str]:
+    """ISO week keys of every week from ``first``'s to ``last``'s, in order."""
+    monday = first - timedelta(days=first.isoweekday() - 1)
+    weeks = []
+    while monday <= last:
+        weeks.append(week_key(monday))
+        monday += timedelta(days=7)
+    return weeks
 
 
 def counter_names(*, channel: str, topic: str | None, campaign_id: str, weekday: int) -> tuple[str, ...]:

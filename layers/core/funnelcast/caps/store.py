@@ -23,7 +23,7 @@ place never moves back (the sender's send state then skips that stale attempt).
 ``resend_after`` across week boundaries (the choice): the write checks ``ls_<campaign>`` of the
 send's own week item only, because a single ``UpdateItem`` touches one item and a transaction per
 send would double the write cost. Across weeks the planner enforces it exactly from
-``usage_snapshot`` (every week item within the retention, one Scan), and run-level send ids make
+``usage_of`` (the user's week items back over ``resend_after``), and run-level send ids make
 a second run of the same campaign a different plan, not a race. Keep ``retention`` longer than the
 longest ``resend_after`` (default 13 weeks covers 90 days).
 
@@ -34,9 +34,10 @@ counted again in the new week; that errs towards fewer messages, never more.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
+from time import sleep
 from typing import Any
 
 from funnelcast.aws.clients import client as shared_client
@@ -69,6 +70,11 @@ _STRING_USER_PREFIX = "u#s:"
 _WEEK_PREFIX = "w#"
 _SEND_PREFIX = "s_"
 _LAST_PREFIX = "ls_"
+_BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+_MAX_BATCH_ATTEMPTS = 8
+_BACKOFF_BASE_SECONDS = 0.05
+_BACKOFF_CAP_SECONDS = 2.0
+DEFAULT_BATCH_KEY_LIMIT = 20_000
 _SEND_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
@@ -161,6 +167,9 @@ class CapStore:
         A boto3 DynamoDB client; the shared lazy client when omitted (created on first use).
     retention
         How long after its week ends an item lives (TTL); longer than the longest ``resend_after``.
+    batch_key_limit
+        Above this many user-week keys, :meth:`usage_of` scans instead of batch-getting (a
+        BatchGetItem reads each key; a Scan reads the table once, in 1 MB pages).
     """
 
     def __init__(
@@ -170,12 +179,14 @@ class CapStore:
         *,
         dynamodb_client: Any = None,
         retention: timedelta = DEFAULT_RETENTION,
+        batch_key_limit: int = DEFAULT_BATCH_KEY_LIMIT,
     ) -> None:
         if not table_name:
             raise CapStoreError("the cap table name is empty (set CAP_TABLE)")
         self.table_name = table_name
         self.policy = policy
         self.retention = retention
+        self.batch_key_limit = batch_key_limit
         self._client = dynamodb_client
 
     @property
@@ -375,6 +386,69 @@ class CapStore:
                 usage = usage_from_item(item)
                 weeks.setdefault(user_from_pk(pk), {})[usage.week] = usage
         return {user: UserCapState(user, held) for user, held in weeks.items()}
+
+    def usage_of(
+        self, users: Collection[int | str], *, weeks: Sequence[str], threads: int = 1
+    ) -> dict[int | str, UserCapState]:
+        """The stored ``weeks`` of ``users``: what the planner reads for one slot.
+
+        BatchGetItem of ``users`` x ``weeks`` keys (100 per request, unprocessed keys retried with
+        backoff), so the read follows the audience, not the table. When there are more than
+        ``batch_key_limit`` keys, one (parallel) Scan is cheaper per key and is used instead.
+        Users without any stored week are absent from the answer.
+
+        Parameters
+        ----------
+        weeks
+            ISO week keys (``2026-W49``): the weeks of the planned local days, and back over the
+            longest ``resend_after``.
+        threads
+            Requests in flight at once (BatchGetItem batches, or Scan segments).
+        """
+        if threads < 1:
+            raise CapStoreError(f"usage_of threads must be >= 1, got {threads}")
+        wanted = {user_pk(user) for user in users}
+        week_keys = sorted({week_sk(week) for week in weeks})
+        if not wanted or not week_keys:
+            return {}
+        if len(wanted) * len(week_keys) > self.batch_key_limit:
+            since = week_monday(week_keys[0][len(_WEEK_PREFIX) :])
+            snapshot = self.usage_snapshot(since=since, segments=threads)
+            last = week_keys[-1][len(_WEEK_PREFIX) :]
+            return {
+                user: UserCapState(user, {k: w for k, w in state.weeks.items() if k <= last})
+                for user, state in snapshot.items()
+                if user_pk(user) in wanted
+            }
+        keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk in sorted(wanted) for sk in week_keys]
+        batches = [keys[start : start + _BATCH_GET_KEYS] for start in range(0, len(keys), _BATCH_GET_KEYS)]
+        if threads == 1:
+            parts = [self._batch_get(batch) for batch in batches]
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                parts = list(pool.map(self._batch_get, batches))
+        weeks_by_user: dict[int | str, dict[str, WeekUsage]] = {}
+        for part in parts:
+            for item in part:
+                usage = usage_from_item(item)
+                weeks_by_user.setdefault(user_from_pk(item["pk"]["S"]), {})[usage.week] = usage
+        return {user: UserCapState(user, held) for user, held in weeks_by_user.items()}
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {self.table_name: {"Keys": keys}}
+        for attempt in range(_MAX_BATCH_ATTEMPTS):
+            page = self._call("batch_get_item", {"RequestItems": request})
+            items.extend(page.get("Responses", {}).get(self.table_name, []))
+            unprocessed = page.get("UnprocessedKeys") or {}
+            if not unprocessed.get(self.table_name, {}).get("Keys"):
+                return items
+            request = unprocessed
+            # Unprocessed keys mean throttling: back off before asking again (AWS's advice).
+            sleep(min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2**attempt))
+        raise CapStoreError(
+            f"cap table {self.table_name}: BatchGetItem left keys unprocessed after {_MAX_BATCH_ATTEMPTS} attempts"
+        )
 
     def user_state(self, user_id: int | str, *, since: date | None = None) -> UserCapState:
         """One user's usage (one Query): for checks and tools, not for the planner's bulk path."""

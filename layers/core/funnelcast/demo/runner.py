@@ -490,8 +490,8 @@ class DemoRun:
         deps = planning.PlannerDependencies.from_settings(settings)
         deps.clock = self.clock
         deps.log = self._log("planner")
-        # One process with moto: parallel Scan segments only add thread switches here.
-        deps.scan_segments = 1
+        # One process with moto: parallel reads only add thread switches here.
+        deps.read_threads = 1
         module = load_function_module(self.repo, "plan_campaign")
         if module is None:
             self.stages.unavailable("planner", "functions/plan_campaign has not landed")

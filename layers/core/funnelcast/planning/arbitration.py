@@ -1,9 +1,10 @@
 """Priority arbitration: campaigns due in the same slot share each user's caps, highest priority first.
 
 The planner plans every campaign due at the same scheduled minute in ONE pass, in the order
-``(-priority, campaign id)``, against one bulk snapshot of the cap table (a Scan, never per-user
-reads). A send that fits is counted into the user's state before the next campaign is looked at,
-so a lower-priority campaign can only take what a higher one left. A refusal is named:
+``(-priority, campaign id)``, against one bulk read of the cap table (the pending users' weeks in
+batches of 100, never one read per user). A send that fits is counted into the user's state
+before the next campaign is looked at, so a lower-priority campaign can only take what a higher
+one left. A refusal is named:
 
 * ``resend_after``: the campaign reached the user too recently (stored sends);
 * ``capped:<cap>``: the stored sends alone already fill that cap;
@@ -61,7 +62,7 @@ def arbitrate(
     Parameters
     ----------
     usage
-        Stored cap state per user id (``CapStore.usage_snapshot``); never modified.
+        Stored cap state per user id (``CapStore.usage_of``); never modified.
     """
     planned: MutableMapping[Any, UserCapState] = {}
     ordered = sorted(evaluations, key=lambda e: (-e.context.campaign.priority, e.context.campaign.id))

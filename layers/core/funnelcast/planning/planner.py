@@ -7,7 +7,8 @@
    (conditional puts): the first invocation of a slot plans all of them together in priority
    order; the others find their record taken and return ``noop``. A re-invoked planner is a no-op.
 3. Load the latest segment snapshot (audience / exclude pseudo-segments and features), the
-   suppression snapshot and ONE bulk snapshot of the cap table (Scan; no per-user reads).
+   suppression snapshot and the cap-table weeks of the users still pending (BatchGetItem of
+   100 keys per request; one Scan above ``CapStore.batch_key_limit`` keys).
 4. Evaluate each campaign (:mod:`eligibility`), arbitrate caps and priority (:mod:`arbitration`).
 5. Write ``runs/<run_id>/decisions.parquet``, the waiting batches ``waiting/<run_id>/<until>.json``
    with one-time schedules, enqueue the jobs due now (``SendMessageBatch`` of 10), then
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -30,7 +31,7 @@ from typing import Any, Protocol
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from funnelcast.caps.policy import UserCapState
+from funnelcast.caps.policy import UserCapState, weeks_between
 from funnelcast.errors import FunnelcastError, ObjectNotFoundError, SnapshotMissingError
 from funnelcast.ids import run_id as make_run_id
 from funnelcast.jobs import SendJob
@@ -61,9 +62,11 @@ class WaitingBatchError(FunnelcastError):
 
 
 class UsageSource(Protocol):
-    """The cap table's bulk read (``funnelcast.caps.store.CapStore.usage_snapshot``)."""
+    """The cap table's bulk read (``funnelcast.caps.store.CapStore.usage_of``)."""
 
-    def usage_snapshot(self, *, since: date | None = None, segments: int = 1) -> Mapping[Any, UserCapState]: ...
+    def usage_of(
+        self, users: Collection[Any], *, weeks: Sequence[str], threads: int = 1
+    ) -> Mapping[Any, UserCapState]: ...
 
 
 class JobSender(Protocol):
@@ -79,6 +82,12 @@ class WaitScheduler(Protocol):
 
 
 SlotFinder = Callable[[RuleSet, Campaign, datetime], list[Campaign]]
+
+
+def _snapshot_reader() -> Callable[[ObjectStore], Any]:
+    from funnelcast.segments.snapshot import LatestSnapshotReader  # noqa: PLC0415
+
+    return LatestSnapshotReader()
 
 
 def campaigns_due_at(ruleset: RuleSet, campaign: Campaign, scheduled_at: datetime) -> list[Campaign]:
@@ -104,7 +113,8 @@ class PlannerDependencies:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     slot_campaigns: SlotFinder = campaigns_due_at
     lease: timedelta = DEFAULT_LEASE
-    scan_segments: int = 1
+    read_threads: int = 1
+    snapshots: Callable[[ObjectStore], Any] = field(default_factory=_snapshot_reader)
     log: Callable[[str, dict[str, Any]], None] = lambda message, extra: None
 
     @classmethod
@@ -211,17 +221,28 @@ def _waiting_key(run: str, until: datetime) -> str:
     return f"waiting/{run}/{until.astimezone(UTC):%Y%m%dT%H%MZ}.json"
 
 
-def _usage_since(evaluations: Sequence[Evaluation]) -> date:
-    """The first local day whose week the arbitration needs: this week, and back over ``resend_after``."""
+def _pending_usage_keys(evaluations: Sequence[Evaluation]) -> tuple[set[Any], list[str]]:
+    """The users the arbitration decides and the weeks it reads for them.
+
+    The weeks of the planned local days, and back from the earliest over the longest
+    ``resend_after`` (a day more: local days run up to a day behind UTC).
+    """
+    users: set[Any] = set()
+    days: list[date] = []
+    for evaluation in evaluations:
+        frame = evaluation.frame
+        pending = (frame["outcome"] == PENDING).to_numpy(dtype=bool)
+        users.update(frame.loc[pending, "user_id"].tolist())
+        days.extend(day for day in frame.loc[pending, "local_day"].tolist() if isinstance(day, date))
+    if not users or not days:
+        return users, []
     longest = max((e.context.campaign.resend_after or timedelta(0) for e in evaluations), default=timedelta(0))
-    reference = min(e.context.reference for e in evaluations)
-    return (reference - longest - timedelta(days=1)).date()
+    return users, weeks_between(min(days) - longest - timedelta(days=1), max(days))
 
 
 def plan_campaign(campaign_id: str, scheduled_at: datetime, deps: PlannerDependencies) -> RunSummary:
     """Plan one scheduled firing of ``campaign_id`` (and every campaign due in the same minute)."""
     from funnelcast.activation import load_active_ruleset  # noqa: PLC0415
-    from funnelcast.segments.snapshot import load_latest_snapshot  # noqa: PLC0415
 
     scheduled = utc(scheduled_at).replace(second=0, microsecond=0)
     now = utc(deps.clock())
@@ -252,7 +273,7 @@ def plan_campaign(campaign_id: str, scheduled_at: datetime, deps: PlannerDepende
     planned_with = [make_run_id(c.id, scheduled) for c in claimed]
     settled: set[str] = set()
     try:
-        return _plan_slot(claimed, campaign, scheduled, now, ruleset, planned_with, deps, load_latest_snapshot, settled)
+        return _plan_slot(claimed, campaign, scheduled, now, ruleset, planned_with, deps, settled)
     except Exception as exc:
         for other in claimed:
             if other.id in settled:
@@ -275,13 +296,12 @@ def _plan_slot(  # noqa: PLR0917
     ruleset: RuleSet,
     planned_with: list[str],
     deps: PlannerDependencies,
-    load_snapshot: Callable[[ObjectStore], Any],
     settled: set[str],
 ) -> RunSummary:
     reference = max(scheduled, now)
     summaries: dict[str, RunSummary] = {}
     try:
-        snapshot = load_snapshot(deps.data)
+        snapshot = deps.snapshots(deps.data)
     except SnapshotMissingError as exc:
         for other in claimed:
             summaries[other.id] = _failed(other, scheduled, now, ruleset, planned_with, str(exc), deps)
@@ -302,8 +322,8 @@ def _plan_slot(  # noqa: PLR0917
         context = PlanContext(other, ruleset.policy, run, reference)
         evaluations.append(evaluate_audience(context, audience, suppression))
         audiences[other.id] = audience
-    pending = any((e.frame["outcome"] == PENDING).any() for e in evaluations)
-    usage = deps.usage.usage_snapshot(since=_usage_since(evaluations), segments=deps.scan_segments) if pending else {}
+    users, weeks = _pending_usage_keys(evaluations)
+    usage = deps.usage.usage_of(users, weeks=weeks, threads=deps.read_threads) if weeks else {}
     arbitrate(ruleset.policy, evaluations, usage)
     for evaluation in evaluations:
         summary = _finish(

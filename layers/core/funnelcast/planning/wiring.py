@@ -49,7 +49,7 @@ def dependencies_from_settings(settings: Settings) -> PlannerDependencies:
     )
     from funnelcast.caps.store import CapStore  # noqa: PLC0415
 
-    # usage_snapshot() does not read the policy (only reserve() checks caps): any policy will do here.
+    # usage_of() does not read the policy (only reserve() checks caps): any policy will do here.
     usage = CapStore(settings.cap_table, Policy(kind="policy"))
     return PlannerDependencies(
         rules=S3Store(settings.rules_bucket),
@@ -58,7 +58,7 @@ def dependencies_from_settings(settings: Settings) -> PlannerDependencies:
         runs=DynamoRunRecords(settings.state_table),
         queues=JobQueue(settings.queue_url),
         waits=SchedulerWaits(settings.schedule_group, settings.planner_function_arn, settings.scheduler_role_arn),
-        scan_segments=4,
+        read_threads=4,
     )
 
 

@@ -146,6 +146,33 @@ def load_latest_snapshot(store: ObjectStore) -> SegmentSnapshot:
     pointer = read_latest_pointer(store)
     if pointer is None:
         raise SnapshotMissingError(f"no segment snapshot yet: {store.uri(LATEST_KEY)} does not exist")
+    return _load_snapshot(store, pointer)
+
+
+class LatestSnapshotReader:
+    """:func:`load_latest_snapshot` for a warm container: keeps the last snapshot it loaded.
+
+    A snapshot's files never change once ``latest.json`` points at them, so while the pointer is
+    the same only ``latest.json`` is read again (an hourly campaign between six-hourly recomputes
+    reads one small object instead of three). The frames are shared between calls: read-only.
+    """
+
+    def __init__(self) -> None:
+        self._pointer: tuple[str, dict[str, Any]] | None = None
+        self._snapshot: SegmentSnapshot | None = None
+
+    def __call__(self, store: ObjectStore) -> SegmentSnapshot:
+        pointer = read_latest_pointer(store)
+        if pointer is None:
+            raise SnapshotMissingError(f"no segment snapshot yet: {store.uri(LATEST_KEY)} does not exist")
+        key = (store.uri(LATEST_KEY), pointer)
+        if self._snapshot is None or self._pointer != key:
+            self._snapshot = _load_snapshot(store, pointer)
+            self._pointer = key
+        return self._snapshot
+
+
+def _load_snapshot(store: ObjectStore, pointer: dict[str, Any]) -> SegmentSnapshot:
     prefix = str(pointer["snapshot"])
     try:
         membership = parquet_to_frame(store.get_bytes(prefix + "membership.parquet"))
