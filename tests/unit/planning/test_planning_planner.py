@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from planning_builders import FakeQueues, FakeUsage, FakeWaits, T, make_campaign, make_features, make_policy
 
-from funnelcast.caps.policy import weeks_between
+from funnelcast.caps.policy import UserCapState, weeks_between
 from funnelcast.errors import QueueError
 from funnelcast.jobs import DecisionRecord, Outcome
+from funnelcast.planning.pending import read_pending
 from funnelcast.planning.planner import PlannerDependencies, WaitingBatchError, plan_campaign, release_waiting
 from funnelcast.planning.runs import MemoryRunRecords
 from funnelcast.rules.models import RuleSet
@@ -234,3 +235,87 @@ def test_an_enqueue_error_fails_only_the_unfinished_runs_and_propagates(deps: Pl
     assert (runs["high@20261201T0100Z"]["status"], runs["low@20261201T0100Z"]["status"]) == ("done", "failed")
     deps.queues = FakeQueues()
     assert plan_campaign("low", T, deps).status == "done"
+
+
+NIGHT = datetime(2026, 12, 1, 13, 0, tzinfo=UTC)  # 22:00 in Seoul: advertising waits for 08:00
+
+
+def setup_hourly(deps: PlannerDependencies, *, caps: Sequence[dict[str, object]] = ()) -> RuleSet:
+    hourly = make_campaign(schedule={"rate": "1 hour", "timezone": "Asia/Seoul"}, resend_after="7d")
+    ruleset = RuleSet(campaigns=[hourly], policy=make_policy(list(caps)))
+    activate(deps.rules, ruleset)  # type: ignore[arg-type]
+    snapshot(deps.data, make_features(3), {"@audience:promo_a": [1, 2, 3]}, ruleset.rules_hash)  # type: ignore[arg-type]
+    return ruleset
+
+
+def plan_at(deps: PlannerDependencies, moment: datetime) -> dict[int, str]:
+    deps.clock = lambda: moment + timedelta(seconds=20)
+    summary = plan_campaign("promo_a", moment, deps)
+    return decisions(deps, summary.run_id).set_index("user_id")["reason"].to_dict()
+
+
+def test_an_hourly_campaign_does_not_plan_a_waiting_user_again(deps: PlannerDependencies) -> None:
+    # Given an hourly advertising campaign (resend_after 7d) whose 22:00 run left everyone waiting
+    setup_hourly(deps)
+    first = plan_at(deps, NIGHT)
+    assert set(first.values()) == {"waiting:2026-12-01T23:00:00+00:00"}
+    # When the 23:00 run looks at the same users (no reservation exists yet: nothing was sent)
+    second = plan_at(deps, NIGHT + timedelta(hours=1))
+    # Then they are resend_after, not a second waiting batch the senders would refuse
+    assert second == {1: "resend_after", 2: "resend_after", 3: "resend_after"}
+    assert cast("FakeWaits", deps.waits).scheduled.keys() == {"waiting/promo_a@20261201T1300Z/20261201T2300Z.json"}
+
+
+def test_a_pending_send_counts_against_the_caps_until_its_reservation_exists(deps: PlannerDependencies) -> None:
+    # Given a one-a-day cap and a morning run that queued users 1-3 (not yet reserved by a sender)
+    setup_hourly(deps, caps=[{"max": 1, "per": "day"}])
+    assert set(plan_at(deps, T).values()) == {"queued"}
+    other = make_campaign(id="promo_b", schedule={"rate": "1 hour", "timezone": "Asia/Seoul"})
+    ruleset = RuleSet(
+        campaigns=[make_campaign(id="promo_a", schedule=other.schedule, resend_after="7d"), other],
+        policy=make_policy([{"max": 1, "per": "day"}]),
+    )
+    # When a different campaign plans the same users an hour later
+    activate(deps.rules, ruleset)  # type: ignore[arg-type]
+    snapshot(deps.data, make_features(3), {"@audience:promo_a": [], "@audience:promo_b": [1, 2, 3]}, ruleset.rules_hash)  # type: ignore[arg-type]
+    deps.clock = lambda: T + timedelta(hours=1, seconds=20)
+    plan_campaign("promo_b", T + timedelta(hours=1), deps)
+    # Then the pending sends fill the day cap
+    reasons = decisions(deps, "promo_b@20261201T0200Z").set_index("user_id")["reason"].to_dict()
+    assert reasons == {1: "capped:day", 2: "capped:day", 3: "capped:day"}
+
+
+def test_a_reserved_send_leaves_the_ledger(deps: PlannerDependencies) -> None:
+    # Given a run that queued users 1-3 under a cap of two a day
+    setup_hourly(deps, caps=[{"max": 2, "per": "day"}])
+    plan_at(deps, T)
+    ledger = read_pending(deps.data)
+    assert len(ledger) == 3
+    # And the senders reserved them (the cap table now holds the sends)
+    usage = cast("FakeUsage", deps.usage)
+    for row in ledger.itertuples():
+        usage.states[int(row.user_id)] = UserCapState.empty(int(row.user_id)).with_send(
+            send_id=row.send_id,
+            channel="kakao_brand",
+            topic="promo",
+            campaign_id="promo_a",
+            local_day=date(2026, 12, 1),
+            sent_at=T,
+        )
+    # When the next hourly run reads them
+    second = plan_at(deps, T + timedelta(hours=1))
+    # Then resend_after still refuses (from the stored sends) and the entries are gone
+    assert set(second.values()) == {"resend_after"}
+    assert read_pending(deps.data).empty
+
+
+def test_a_retried_run_does_not_refuse_its_own_sends(deps: PlannerDependencies) -> None:
+    # Given a run that recorded its pending sends and then failed before finishing
+    setup_hourly(deps)
+    plan_at(deps, T)
+    deps.runs.finish("promo_a@20261201T0100Z", now=T, status="failed", counts={}, error="crash")
+    # When the Scheduler retry plans the same run again
+    again = plan_at(deps, T)
+    # Then its users are queued again with the same send ids (the senders make that harmless)
+    assert set(again.values()) == {"queued"}
+    assert len(read_pending(deps.data)) == 3

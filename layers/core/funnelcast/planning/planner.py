@@ -8,7 +8,8 @@
    order; the others find their record taken and return ``noop``. A re-invoked planner is a no-op.
 3. Load the latest segment snapshot (audience / exclude pseudo-segments and features), the
    suppression snapshot and the cap-table weeks of the users still pending (BatchGetItem of
-   100 keys per request; one Scan above ``CapStore.batch_key_limit`` keys).
+   100 keys per request; one Scan above ``CapStore.batch_key_limit`` keys), plus the sends earlier
+   runs handed over that no reservation holds yet (:mod:`funnelcast.planning.pending`).
 4. Evaluate each campaign (:mod:`eligibility`), arbitrate caps and priority (:mod:`arbitration`).
 5. Write ``runs/<run_id>/decisions.parquet``, the waiting batches ``waiting/<run_id>/<until>.json``
    with one-time schedules, enqueue the jobs due now (``SendMessageBatch`` of 10), then
@@ -38,6 +39,7 @@ from funnelcast.jobs import SendJob
 from funnelcast.planning.arbitration import arbitrate, priority_order
 from funnelcast.planning.batches import PlannedJob, build_jobs
 from funnelcast.planning.eligibility import PENDING, Evaluation, PlanContext, evaluate_audience, utc
+from funnelcast.planning.pending import read_pending, updated_pending, with_pending, write_pending
 from funnelcast.planning.runs import RunLedger
 from funnelcast.rules.models import Campaign, RuleSet
 from funnelcast.storage import ObjectStore
@@ -323,8 +325,13 @@ def _plan_slot(  # noqa: PLR0917
         evaluations.append(evaluate_audience(context, audience, suppression))
         audiences[other.id] = audience
     users, weeks = _pending_usage_keys(evaluations)
-    usage = deps.usage.usage_of(users, weeks=weeks, threads=deps.read_threads) if weeks else {}
-    arbitrate(ruleset.policy, evaluations, usage)
+    if weeks:
+        stored = deps.usage.usage_of(users, weeks=weeks, threads=deps.read_threads)
+        pending = read_pending(deps.data)
+        runs = {evaluation.context.run_id for evaluation in evaluations}
+        arbitrate(ruleset.policy, evaluations, with_pending(stored, pending, users, runs))
+        # Recorded before anything is enqueued: a crash in between only makes the next slot careful.
+        write_pending(deps.data, updated_pending(pending, evaluations, stored, now))
     for evaluation in evaluations:
         summary = _finish(
             evaluation,
