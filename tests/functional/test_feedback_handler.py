@@ -10,6 +10,7 @@ import json
 import sys
 import types
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ import pandas as pd
 import pytest
 
 from funnelcast.feedback.ingest import UNKNOWN_KEY, read_events
-from funnelcast.feedback.suppression import SUPPRESSION_KEY
-from funnelcast.rules.models import Policy, RuleSet
+from funnelcast.feedback.suppression import SUPPRESSION_KEY, rebuild_suppression
+from funnelcast.rules.models import Policy, RuleSet, Suppression
 from funnelcast.sending.compliance import sign_send_id
 from funnelcast.storage import S3Store
 
@@ -205,8 +206,12 @@ def test_one_click_unsubscribe_link_and_unknown_send_ids(aws: Any, handler: type
     response = handler.lambda_handler(
         url_event("POST", b"List-Unsubscribe=One-Click", query={"t": sign_send_id("m1", secret)}), CONTEXT
     )
-    # Then it is applied, and the unknown open is kept aside and counted, not dropped
+    # Then it is applied at once (reading only that send's deliveries)
     assert response["statusCode"] == 200
+    assert suppression(aws)["user_id"].tolist() == ["7"]
+    # And the daily rebuild keeps the unknown open aside and counts it, not dropped
+    _, unknown = rebuild_suppression(data(aws), Suppression(), now=datetime(2026, 11, 3, tzinfo=UTC))
+    assert unknown == 1
     assert suppression(aws)["user_id"].tolist() == ["7"]
     aside = data(aws).get_bytes(UNKNOWN_KEY).decode().splitlines()
     assert [json.loads(line)["type"] for line in aside] == ["opened", "delivered"]

@@ -21,6 +21,7 @@ from funnelcast.feedback.normalize import FeedbackEvent, FeedbackType
 from funnelcast.feedback.suppression import (
     OPEN_TRACKED_CHANNELS,
     SUPPRESSION_KEY,
+    apply_reactions,
     build_suppression,
     rebuild_suppression,
 )
@@ -258,6 +259,62 @@ def test_rebuild_writes_what_the_planner_reads(store: LocalStore) -> None:
     assert blocked.channels["email"] == frozenset()
     assert blocked.topic == frozenset({"7", "8"})
     assert Suppressions.for_campaign(snapshot, promo, T0 + timedelta(days=91)).topic == frozenset()
+
+
+class CountingStore(LocalStore):
+    """A LocalStore remembering the keys read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def get_bytes(self, key: str) -> bytes:
+        self.reads.append(key)
+        return super().get_bytes(key)
+
+
+def keyed(frame: pd.DataFrame) -> set[tuple[object, ...]]:
+    return {
+        tuple(None if pd.isna(v) else v for v in (r.user_id, r.channel, r.topic, r.reason)) for r in frame.itertuples()
+    }
+
+
+def test_an_unsubscribe_is_applied_reading_only_the_recent_deliveries(tmp_path: Path) -> None:
+    # Given a month of deliveries (one file a day), a running topic pause of user 5, and the whole
+    # log rebuilt once
+    store = CountingStore(tmp_path / "data")
+    for day in range(30):
+        sent = T0 + timedelta(days=day)
+        store.put_bytes(
+            f"deliveries/dt={sent.date()}/sms-{day}.jsonl",
+            json.dumps(delivery(f"s{day}", 100 + day, channel="sms", sent_at=sent)).encode(),
+        )
+    store.put_bytes("deliveries/dt=2026-11-02/email-5.jsonl", json.dumps(delivery("c5", 5)).encode())
+    write_events(store, [event("c5", "complaint", T0)], batch_id="b0")
+    today = T0 + timedelta(days=29, hours=2)
+    rebuild_suppression(store, POLICY, now=today)
+    store.reads.clear()
+    # When user 129 unsubscribes from today's SMS, and an unknown send id comes with it
+    unsubscribe = make_events_frame([event("s29", "unsubscribed", today, "sms"), event("zz", "unsubscribed", today)])
+    frame, unknown = apply_reactions(store, unsubscribe, POLICY, now=today)
+    # Then the known send was found in today's deliveries first (the unknown one is counted, not
+    # guessed), and the snapshot has the new rows next to the running pause
+    assert next(key for key in store.reads if key.startswith("deliveries/")) == "deliveries/dt=2026-12-01/sms-29.jsonl"
+    assert unknown == 1
+    rows = keyed(frame)
+    assert rows == {
+        ("5", None, "promo", "negative:complaint"),
+        ("129", "sms", None, "unsubscribe:channel"),
+        ("129", None, "promo", "negative:unsubscribed"),
+    }
+    # And a complaint about a send of today reads that one day of deliveries, nothing older
+    store.reads.clear()
+    apply_reactions(store, make_events_frame([event("s29", "complaint", today, "sms")]), POLICY, now=today)
+    assert [key for key in store.reads if key.startswith("deliveries/")] == ["deliveries/dt=2026-12-01/sms-29.jsonl"]
+    # And the full rebuild agrees
+    write_events(store, [event("s29", "unsubscribed", today, "sms")], batch_id="b1")
+    rebuilt, _ = rebuild_suppression(store, POLICY, now=today)
+    assert keyed(rebuilt) == rows
 
 
 def test_user_ids_typed_differently_across_and_within_files_all_load(store: LocalStore) -> None:

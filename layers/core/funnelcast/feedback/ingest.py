@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 
@@ -162,6 +162,31 @@ def read_deliveries(store: ObjectStore, since: date | None = None) -> pd.DataFra
         raise DataContractError(f"{store.uri('deliveries/')}: delivery records without {', '.join(missing)}")
     frame["sent_at"] = pd.to_datetime(frame["sent_at"], utc=True, format="ISO8601")
     return frame
+
+
+def find_deliveries(store: ObjectStore, send_ids: set[str], *, newest: date, days: int) -> pd.DataFrame:
+    """The delivery records of ``send_ids`` (or ``provider:<id>``), newest day first, stopping once all are found.
+
+    The immediate path of an unsubscribe: reactions come soon after the message, so this reads a
+    day or two of deliveries instead of the whole log. Looks back at most ``days`` days.
+    """
+    frames: list[pd.DataFrame] = []
+    remaining = set(send_ids)
+    for offset in range(days + 1):
+        if not remaining:
+            break
+        frame = _read_jsonl(store, f"deliveries/dt={newest - timedelta(days=offset)}/", None, _DELIVERY_TEXT)
+        if frame.empty:
+            continue
+        frames.append(frame)
+        remaining -= set(frame["send_id"].astype(str))
+        if "provider_message_id" in frame:
+            remaining -= {PROVIDER_ID_PREFIX + str(v) for v in frame["provider_message_id"].dropna()}
+    if not frames:
+        return pd.DataFrame(columns=DELIVERY_COLUMNS)
+    found = pd.concat(frames, ignore_index=True)
+    found["sent_at"] = pd.to_datetime(found["sent_at"], utc=True, format="ISO8601")
+    return found
 
 
 UNKNOWN_KEY = f"{UNKNOWN_PREFIX}latest.jsonl"

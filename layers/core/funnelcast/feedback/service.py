@@ -1,9 +1,10 @@
 """Feedback ingestion service: what the ``ingest_feedback`` handler calls for SQS batches and HTTP requests.
 
 No pandas at import: vendor delivery reports and SES deliveries/opens are stored without it. Only a
-batch holding a reaction that changes who may be messaged (``unsubscribed``, ``complaint``) rebuilds
-``suppression/latest.parquet`` at once (pandas, imported then); the scheduled report rebuilds it
-every day anyway, which is when ``suppression.ignored`` (built from deliveries and opens) moves.
+batch holding a reaction that changes who may be messaged (``unsubscribed``, ``complaint``) updates
+``suppression/latest.parquet`` at once (pandas, imported then), reading only those sends' delivery
+records; the scheduled report rebuilds it from the whole log every day, which is when
+``suppression.ignored`` (built from deliveries and opens) moves.
 
 Function URL routes (one URL, told apart by the request):
 
@@ -115,18 +116,19 @@ def store_events(events: list[FeedbackEvent], deps: FeedbackDependencies) -> Sto
     counts = dict(Counter(e.type.value for e in events))
     if not any(e.type in REBUILD_TYPES for e in events):
         return StoredBatch(keys=keys, counts=counts)
-    rows, unknown = rebuild(deps)
+    rows, unknown = apply_at_once([e for e in events if e.type in REBUILD_TYPES], deps)
     return StoredBatch(keys=keys, counts=counts, rebuilt=True, suppression_rows=rows, unknown_send_ids=unknown)
 
 
-def rebuild(deps: FeedbackDependencies) -> tuple[int, int]:
-    """Rebuild ``suppression/latest.parquet`` with the active policy; (rows, events with unknown send ids)."""
+def apply_at_once(events: list[FeedbackEvent], deps: FeedbackDependencies) -> tuple[int, int]:
+    """Add ``events`` to ``suppression/latest.parquet`` with the active policy; (rows, unknown send ids)."""
     from funnelcast.activation import load_active_ruleset  # noqa: PLC0415
-    from funnelcast.feedback.suppression import rebuild_suppression  # noqa: PLC0415 (pandas)
+    from funnelcast.feedback.ingest import events_frame  # noqa: PLC0415 (pandas)
+    from funnelcast.feedback.suppression import apply_reactions  # noqa: PLC0415
 
     policy = load_active_ruleset(deps.rules).policy.suppression
-    frame, unknown = rebuild_suppression(deps.data, policy, now=deps.clock())
-    deps.log("suppression rebuilt", {"rows": len(frame), "unknown_send_ids": unknown})
+    frame, unknown = apply_reactions(deps.data, events_frame(events), policy, now=deps.clock())
+    deps.log("suppression updated", {"rows": len(frame), "unknown_send_ids": unknown})
     return len(frame), unknown
 
 

@@ -7,7 +7,7 @@ consent off; topic set = topic paused until ``until``; channel and topic null = 
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -84,10 +84,14 @@ def build_suppression(
     result = pd.concat([r for r in rows if len(r)], ignore_index=True) if any(len(r) for r in rows) else None
     if result is None:
         return pd.DataFrame(columns=COLUMNS).astype({"until": "datetime64[us, UTC]"})
+    return _one_row_per_key(result, now)
+
+
+def _one_row_per_key(result: pd.DataFrame, now: datetime) -> pd.DataFrame:
+    """Pauses still running at ``now``; per (user, channel, topic) the latest wins, a permanent one beats any date."""
+    result = result.copy()
     result["until"] = pd.to_datetime(result["until"], utc=True)
-    now_ts = pd.Timestamp(now)
-    result = result[result["until"].isna() | (result["until"] > now_ts)]
-    # One row per key, the latest pause wins; permanent (null until) beats any date.
+    result = result[result["until"].isna() | (result["until"] > pd.Timestamp(now))]
     result = result.sort_values("until", na_position="last").drop_duplicates(
         ["user_id", "channel", "topic"], keep="last"
     )
@@ -125,6 +129,42 @@ def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
         buffer, index=False
     )
     return buffer.getvalue()
+
+
+def apply_reactions(
+    store: ObjectStore, events: pd.DataFrame, policy: Suppression, *, now: datetime, lookback_days: int = 90
+) -> tuple[pd.DataFrame, int]:
+    """Add what ``events`` (an unsubscribe, a complaint) change to ``suppression/latest.parquet`` at once.
+
+    The immediate path of the feedback function: only the deliveries of these sends are read
+    (newest day first, at most ``lookback_days``), not the whole log. ``suppression.ignored`` is
+    left to the daily :func:`rebuild_suppression`, which also picks up events whose delivery was
+    not found yet. Returns the new suppression frame and how many events had unknown send ids.
+    """
+    from funnelcast.feedback.ingest import find_deliveries, resolve_provider_ids  # noqa: PLC0415
+
+    if events.empty:
+        return read_suppression_frame(store), 0
+    newest = max(now.astimezone(UTC).date(), pd.Timestamp(events["ts"].max()).date())
+    deliveries = find_deliveries(store, set(events["send_id"].astype(str)), newest=newest, days=lookback_days)
+    resolved = resolve_provider_ids(events, deliveries)
+    known = isin(resolved["send_id"], deliveries["send_id"].astype(str).tolist())
+    added = build_suppression(resolved[known], deliveries, policy.model_copy(update={"ignored": None}), now=now)
+    current = read_suppression_frame(store)
+    merged = _one_row_per_key(pd.concat([f for f in (current, added) if len(f)] or [added], ignore_index=True), now)
+    store.put_bytes(SUPPRESSION_KEY, to_parquet_bytes(merged))
+    return merged, int((~known).sum())
+
+
+def read_suppression_frame(store: ObjectStore) -> pd.DataFrame:
+    """``suppression/latest.parquet`` (user ids as text), empty before the first rebuild."""
+    from funnelcast.errors import ObjectNotFoundError  # noqa: PLC0415
+
+    try:
+        frame = pd.read_parquet(io.BytesIO(store.get_bytes(SUPPRESSION_KEY)))
+    except ObjectNotFoundError:
+        return pd.DataFrame(columns=COLUMNS).astype({"until": "datetime64[us, UTC]"})
+    return frame.astype({"user_id": str})
 
 
 def rebuild_suppression(store: ObjectStore, policy: Suppression, *, now: datetime) -> tuple[pd.DataFrame, int]:

@@ -100,9 +100,7 @@ def updated_pending(
         (pd.to_datetime(pending["not_before"], utc=True) > pd.Timestamp(now - KEEP_AFTER_PLANNED))
         & ~pending["run_id"].isin(list(runs))
     ]
-    held = {
-        send_id for state in usage.values() for week in state.weeks.values() for send_id in week.sends
-    }
+    held = {send_id for state in usage.values() for week in state.weeks.values() for send_id in week.sends}
     keep = keep[~keep["send_id"].isin(list(held))]
     added = []
     for evaluation in evaluations:
