@@ -303,14 +303,14 @@ def test_usage_of_reads_only_the_asked_users_and_weeks_in_batches(
     requests.take()
     # When the planner asks for 120 of them, in the later week only
     later = week_key(WEDNESDAY + timedelta(days=7))
-    usage = store.usage_of(range(30, 150), weeks=[later])
+    usage = store.usage_of(dict.fromkeys(range(30, 150), (later,)))
     # Then it is two BatchGetItem requests (100 keys each at most), never a Scan or a read per user
     assert requests.take() == Counter({"BatchGetItem": 2})
     assert set(usage) == set(range(30, 150))
     assert sorted(usage[42].weeks) == [later]
     assert usage[42].weeks[later] == store.user_state(42).weeks[later]
     # and users or weeks without items are simply absent
-    assert store.usage_of([5, 999], weeks=[week_key(WEDNESDAY - timedelta(days=7))]) == {}
+    assert store.usage_of({5: [week_key(WEDNESDAY - timedelta(days=7))], 999: [later]}) == {}
 
 
 def test_usage_of_scans_once_when_the_keys_outnumber_the_limit(ddb: Any, requests: RequestLog) -> None:
@@ -321,7 +321,7 @@ def test_usage_of_scans_once_when_the_keys_outnumber_the_limit(ddb: Any, request
             store.reserve(reservation(f"s{offset}", "sms", user_id=user, local_day=WEDNESDAY + timedelta(days=offset)))
     requests.take()
     # When 30 of the 40 users x 2 weeks (60 keys) are asked for
-    usage = store.usage_of(range(30), weeks=[week_key(WEDNESDAY - timedelta(days=7)), week_key(WEDNESDAY)])
+    usage = store.usage_of(dict.fromkeys(range(30), (week_key(WEDNESDAY - timedelta(days=7)), week_key(WEDNESDAY))))
     # Then one Scan answers, restricted to the asked users
     assert set(requests.take()) == {"Scan"}
     assert set(usage) == set(range(30))
@@ -348,7 +348,7 @@ def test_usage_of_retries_unprocessed_keys(store: CapStore, monkeypatch: pytest.
     monkeypatch.setattr(store.client, "batch_get_item", throttled)
     monkeypatch.setattr("funnelcast.caps.store.sleep", lambda seconds: None)
     # When the usage of the four users is read
-    usage = store.usage_of(range(4), weeks=[week_key(WEDNESDAY)])
+    usage = store.usage_of(dict.fromkeys(range(4), (week_key(WEDNESDAY),)))
     # Then the unprocessed keys were asked again and nothing is missing
     assert answers == [4, 2]
     assert set(usage) == {0, 1, 2, 3}
@@ -361,7 +361,7 @@ def test_usage_of_gives_up_clearly_when_keys_stay_unprocessed(store: CapStore, m
     monkeypatch.setattr(store.client, "batch_get_item", always_throttled)
     monkeypatch.setattr("funnelcast.caps.store.sleep", lambda seconds: None)
     with pytest.raises(CapStoreError, match="unprocessed after 8 attempts"):
-        store.usage_of([1], weeks=[week_key(WEDNESDAY)])
+        store.usage_of({1: [week_key(WEDNESDAY)]})
 
 
 def test_the_planner_and_the_store_agree_on_a_user(store: CapStore) -> None:

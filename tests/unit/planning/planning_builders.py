@@ -79,12 +79,12 @@ class FakeUsage:
     """``CapStore.usage_of`` stand-in that keeps what each call asked for."""
 
     states: dict[Any, UserCapState] = field(default_factory=dict)
-    calls: list[tuple[set[Any], list[str]]] = field(default_factory=list)
+    calls: list[dict[Any, set[str]]] = field(default_factory=list)
 
-    def usage_of(self, users: Collection[Any], *, weeks: Sequence[str], threads: int = 1) -> dict[Any, UserCapState]:
+    def usage_of(self, wanted: Mapping[Any, Collection[str]], *, threads: int = 1) -> dict[Any, UserCapState]:
         del threads
-        self.calls.append((set(users), list(weeks)))
-        return {user: state for user, state in self.states.items() if user in set(users)}
+        self.calls.append({user: set(weeks) for user, weeks in wanted.items()})
+        return {user: state for user, state in self.states.items() if user in wanted}
 
 
 @dataclass

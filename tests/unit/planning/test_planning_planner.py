@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from planning_builders import FakeQueues, FakeUsage, FakeWaits, T, make_campaign, make_features, make_policy
 
-from funnelcast.caps.policy import UserCapState, weeks_between
+from funnelcast.caps.policy import UserCapState
 from funnelcast.errors import QueueError
 from funnelcast.jobs import DecisionRecord, Outcome
 from funnelcast.planning.pending import read_pending
@@ -131,11 +131,11 @@ def test_campaigns_due_in_the_same_slot_are_planned_together_by_priority(deps: P
     high_rows = decisions(deps, "high@20261201T0100Z").set_index("user_id")["reason"].to_dict()
     assert high_rows == {2: "queued", 3: "queued", 4: "queued"}
     assert low_rows == {1: "queued", 2: "lower_priority", 3: "lower_priority"}
-    # And the high one's own firing finds its run done: a no-op; the cap table was read once,
-    # for the pending users of both campaigns, this week and back over resend_after
+    # And the high one's own firing finds its run done: a no-op; the cap table was read once, for
+    # the pending users of both campaigns: this week, and last week for "high" (resend_after 7d)
     assert plan_campaign("high", T, deps).status == "noop"
-    read = [({1, 2, 3, 4}, weeks_between(date(2026, 11, 23), date(2026, 12, 1)))]  # Tuesday W49 - 8 days: W48
-    assert deps.usage.calls == read  # type: ignore[attr-defined]
+    both = {"2026-W48", "2026-W49"}
+    assert deps.usage.calls == [{1: {"2026-W49"}, 2: both, 3: both, 4: both}]  # type: ignore[attr-defined]
 
 
 def test_no_snapshot_fails_the_run_clearly_and_a_later_firing_retries(deps: PlannerDependencies) -> None:

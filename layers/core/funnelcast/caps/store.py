@@ -34,7 +34,7 @@ counted again in the new week; that errs towards fewer messages, never more.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from time import sleep
@@ -388,40 +388,40 @@ class CapStore:
         return {user: UserCapState(user, held) for user, held in weeks.items()}
 
     def usage_of(
-        self, users: Collection[int | str], *, weeks: Sequence[str], threads: int = 1
+        self, wanted: Mapping[int | str, Collection[str]], *, threads: int = 1
     ) -> dict[int | str, UserCapState]:
-        """The stored ``weeks`` of ``users``: what the planner reads for one slot.
+        """The stored weeks each user needs: what the planner reads for one slot.
 
-        BatchGetItem of ``users`` x ``weeks`` keys (100 per request, unprocessed keys retried with
-        backoff), so the read follows the audience, not the table. When there are more than
-        ``batch_key_limit`` keys, one (parallel) Scan is cheaper per key and is used instead.
-        Users without any stored week are absent from the answer.
+        BatchGetItem of the (user, week) keys (100 per request, unprocessed keys retried with
+        backoff), so the read follows the audience, not the table. Above ``batch_key_limit`` keys
+        one (parallel) Scan is cheaper per key and is used instead. Users without any stored week
+        are absent from the answer.
 
         Parameters
         ----------
-        weeks
-            ISO week keys (``2026-W49``): the weeks of the planned local days, and back over the
-            longest ``resend_after``.
+        wanted
+            Per user, ISO week keys (``2026-W49``): the weeks of the planned local days, and back
+            over the ``resend_after`` of the campaigns planning that user.
         threads
             Requests in flight at once (BatchGetItem batches, or Scan segments).
         """
         if threads < 1:
             raise CapStoreError(f"usage_of threads must be >= 1, got {threads}")
-        wanted = {user_pk(user) for user in users}
-        week_keys = sorted({week_sk(week) for week in weeks})
-        if not wanted or not week_keys:
+        keys = sorted({(user_pk(user), week_sk(week)) for user, weeks in wanted.items() for week in weeks})
+        if not keys:
             return {}
-        if len(wanted) * len(week_keys) > self.batch_key_limit:
-            since = week_monday(week_keys[0][len(_WEEK_PREFIX) :])
-            snapshot = self.usage_snapshot(since=since, segments=threads)
-            last = week_keys[-1][len(_WEEK_PREFIX) :]
+        if len(keys) > self.batch_key_limit:
+            since = week_monday(min(sk for _, sk in keys)[len(_WEEK_PREFIX) :])
+            wanted_keys = set(keys)
             return {
-                user: UserCapState(user, {k: w for k, w in state.weeks.items() if k <= last})
-                for user, state in snapshot.items()
-                if user_pk(user) in wanted
+                user: UserCapState(
+                    user, {w: u for w, u in state.weeks.items() if (user_pk(user), week_sk(w)) in wanted_keys}
+                )
+                for user, state in self.usage_snapshot(since=since, segments=threads).items()
+                if user in wanted
             }
-        keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk in sorted(wanted) for sk in week_keys]
-        batches = [keys[start : start + _BATCH_GET_KEYS] for start in range(0, len(keys), _BATCH_GET_KEYS)]
+        requests = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys]
+        batches = [requests[start : start + _BATCH_GET_KEYS] for start in range(0, len(requests), _BATCH_GET_KEYS)]
         if threads == 1:
             parts = [self._batch_get(batch) for batch in batches]
         else:

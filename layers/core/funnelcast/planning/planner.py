@@ -26,7 +26,7 @@ import io
 import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import pandas as pd
@@ -66,9 +66,7 @@ class WaitingBatchError(FunnelcastError):
 class UsageSource(Protocol):
     """The cap table's bulk read (``funnelcast.caps.store.CapStore.usage_of``)."""
 
-    def usage_of(
-        self, users: Collection[Any], *, weeks: Sequence[str], threads: int = 1
-    ) -> Mapping[Any, UserCapState]: ...
+    def usage_of(self, wanted: Mapping[Any, Collection[str]], *, threads: int = 1) -> Mapping[Any, UserCapState]: ...
 
 
 class JobSender(Protocol):
@@ -223,23 +221,24 @@ def _waiting_key(run: str, until: datetime) -> str:
     return f"waiting/{run}/{until.astimezone(UTC):%Y%m%dT%H%MZ}.json"
 
 
-def _pending_usage_keys(evaluations: Sequence[Evaluation]) -> tuple[set[Any], list[str]]:
-    """The users the arbitration decides and the weeks it reads for them.
+def _usage_keys(evaluations: Sequence[Evaluation]) -> dict[Any, set[str]]:
+    """Per user still pending, the cap-table weeks the arbitration reads.
 
-    The weeks of the planned local days, and back from the earliest over the longest
-    ``resend_after`` (a day more: local days run up to a day behind UTC).
+    The weeks of the planned local days, and back from the earliest over the ``resend_after`` of
+    each campaign planning the user (a day more: local days run up to a day behind UTC).
     """
-    users: set[Any] = set()
-    days: list[date] = []
+    wanted: dict[Any, set[str]] = {}
     for evaluation in evaluations:
         frame = evaluation.frame
-        pending = (frame["outcome"] == PENDING).to_numpy(dtype=bool)
-        users.update(frame.loc[pending, "user_id"].tolist())
-        days.extend(day for day in frame.loc[pending, "local_day"].tolist() if isinstance(day, date))
-    if not users or not days:
-        return users, []
-    longest = max((e.context.campaign.resend_after or timedelta(0) for e in evaluations), default=timedelta(0))
-    return users, weeks_between(min(days) - longest - timedelta(days=1), max(days))
+        pending = frame.loc[(frame["outcome"] == PENDING).to_numpy(dtype=bool), ["user_id", "local_day"]]
+        if pending.empty:
+            continue
+        back = (evaluation.context.campaign.resend_after or timedelta(0)) + timedelta(days=1)
+        for day, users in pending.groupby("local_day", sort=False)["user_id"]:
+            weeks = weeks_between(day - back, day)
+            for user in users.tolist():
+                wanted.setdefault(user, set()).update(weeks)
+    return wanted
 
 
 def plan_campaign(campaign_id: str, scheduled_at: datetime, deps: PlannerDependencies) -> RunSummary:
@@ -324,9 +323,10 @@ def _plan_slot(  # noqa: PLR0917
         context = PlanContext(other, ruleset.policy, run, reference)
         evaluations.append(evaluate_audience(context, audience, suppression))
         audiences[other.id] = audience
-    users, weeks = _pending_usage_keys(evaluations)
-    if weeks:
-        stored = deps.usage.usage_of(users, weeks=weeks, threads=deps.read_threads)
+    wanted = _usage_keys(evaluations)
+    if wanted:
+        users = set(wanted)
+        stored = deps.usage.usage_of(wanted, threads=deps.read_threads)
         pending = read_pending(deps.data)
         runs = {evaluation.context.run_id for evaluation in evaluations}
         arbitrate(ruleset.policy, evaluations, with_pending(stored, pending, users, runs))
