@@ -285,8 +285,8 @@ def test_a_pending_send_counts_against_the_caps_until_its_reservation_exists(dep
     assert reasons == {1: "capped:day", 2: "capped:day", 3: "capped:day"}
 
 
-def test_a_reserved_send_leaves_the_ledger(deps: PlannerDependencies) -> None:
-    # Given a run that queued users 1-3 under a cap of two a day
+def test_a_reserved_send_is_counted_once_and_leaves_the_ledger(deps: PlannerDependencies) -> None:
+    # Given an hourly run that queued users 1-3 under a cap of two a day
     setup_hourly(deps, caps=[{"max": 2, "per": "day"}])
     plan_at(deps, T)
     ledger = read_pending(deps.data)
@@ -302,11 +302,23 @@ def test_a_reserved_send_leaves_the_ledger(deps: PlannerDependencies) -> None:
             local_day=date(2026, 12, 1),
             sent_at=T,
         )
-    # When the next hourly run reads them
-    second = plan_at(deps, T + timedelta(hours=1))
-    # Then resend_after still refuses (from the stored sends) and the entries are gone
-    assert set(second.values()) == {"resend_after"}
-    assert read_pending(deps.data).empty
+    # When the next hourly run comes, its users' answer is known from the ledger: no read at all
+    usage.calls.clear()
+    assert set(plan_at(deps, T + timedelta(hours=1)).values()) == {"resend_after"}
+    assert usage.calls == []
+    # And when another campaign reads the same users
+    hourly = make_campaign(schedule={"rate": "1 hour", "timezone": "Asia/Seoul"}, resend_after="7d")
+    other = make_campaign(id="promo_b", schedule=hourly.schedule, resend_after="3d")  # no entry of its own yet
+    ruleset = RuleSet(campaigns=[hourly, other], policy=make_policy([{"max": 2, "per": "day"}]))
+    activate(deps.rules, ruleset)  # type: ignore[arg-type]
+    members = {"@audience:promo_a": [], "@audience:promo_b": [1, 2, 3]}
+    snapshot(deps.data, make_features(3), members, ruleset.rules_hash)  # type: ignore[arg-type]
+    deps.clock = lambda: T + timedelta(hours=2, seconds=20)
+    plan_campaign("promo_b", T + timedelta(hours=2), deps)
+    # Then each reserved send counts once (one of two a day: room left) and its entry is gone
+    reasons = decisions(deps, "promo_b@20261201T0300Z").set_index("user_id")["reason"].to_dict()
+    assert reasons == {1: "queued", 2: "queued", 3: "queued"}
+    assert set(read_pending(deps.data)["campaign_id"]) == {"promo_b"}
 
 
 def test_a_retried_run_does_not_refuse_its_own_sends(deps: PlannerDependencies) -> None:

@@ -68,11 +68,9 @@ def with_pending(
         Run ids being planned now: their own entries (a retry) are not counted.
     """
     merged = dict(usage)
-    if pending.empty:
-        return merged
     by_text = {str(user): user for user in users}
-    mine = pending[pending["user_id"].isin(list(by_text)) & ~pending["run_id"].isin(list(runs))]
-    for row in mine.itertuples(index=False):
+    mine = relevant_pending(pending, runs)
+    for row in mine[mine["user_id"].isin(list(by_text))].itertuples(index=False):
         user = by_text[str(row.user_id)]
         state = merged.get(user) or UserCapState.empty(user)
         if state.holds(str(row.send_id)):
@@ -86,6 +84,11 @@ def with_pending(
             sent_at=pd.Timestamp(row.not_before).to_pydatetime(),
         )
     return merged
+
+
+def relevant_pending(pending: pd.DataFrame, runs: Collection[str]) -> pd.DataFrame:
+    """The entries of runs other than ``runs`` (a retried run does not refuse its own sends)."""
+    return pending[~pending["run_id"].isin(list(runs))]
 
 
 def updated_pending(

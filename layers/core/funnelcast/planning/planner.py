@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,7 +40,13 @@ from funnelcast.jobs import SendJob
 from funnelcast.planning.arbitration import arbitrate, priority_order
 from funnelcast.planning.batches import PlannedJob, build_jobs
 from funnelcast.planning.eligibility import PENDING, Evaluation, PlanContext, evaluate_audience, utc
-from funnelcast.planning.pending import read_pending, updated_pending, with_pending, write_pending
+from funnelcast.planning.pending import (
+    read_pending,
+    relevant_pending,
+    updated_pending,
+    with_pending,
+    write_pending,
+)
 from funnelcast.planning.runs import RunLedger
 from funnelcast.rules.models import Campaign, RuleSet
 from funnelcast.storage import ObjectStore
@@ -221,24 +228,38 @@ def _waiting_key(run: str, until: datetime) -> str:
     return f"waiting/{run}/{until.astimezone(UTC):%Y%m%dT%H%MZ}.json"
 
 
-def _usage_keys(evaluations: Sequence[Evaluation]) -> dict[Any, set[str]]:
-    """Per user still pending, the cap-table weeks the arbitration reads.
+def _usage_keys(evaluations: Sequence[Evaluation], pending: pd.DataFrame) -> tuple[set[Any], dict[Any, set[str]]]:
+    """The users still pending, and per user the cap-table weeks the arbitration must read.
 
     The weeks of the planned local days, and back from the earliest over the ``resend_after`` of
-    each campaign planning the user (a day more: local days run up to a day behind UTC).
+    each campaign planning the user (a day more: local days run up to a day behind UTC). A user
+    whose pending send of the same campaign (``pending``, earlier runs) already refuses
+    ``resend_after`` needs no read for that campaign: the answer is known.
     """
+    users: set[Any] = set()
     wanted: dict[Any, set[str]] = {}
     for evaluation in evaluations:
         frame = evaluation.frame
-        pending = frame.loc[(frame["outcome"] == PENDING).to_numpy(dtype=bool), ["user_id", "local_day"]]
-        if pending.empty:
+        rows = frame.loc[(frame["outcome"] == PENDING).to_numpy(dtype=bool), ["user_id", "local_day", "not_before"]]
+        if rows.empty:
             continue
-        back = (evaluation.context.campaign.resend_after or timedelta(0)) + timedelta(days=1)
-        for day, users in pending.groupby("local_day", sort=False)["user_id"]:
+        users.update(rows["user_id"].tolist())
+        campaign = evaluation.context.campaign
+        if campaign.resend_after is not None and not pending.empty:
+            mine = pending[pending["campaign_id"] == campaign.id]
+            last = {str(u): t for u, t in mine.groupby("user_id")["not_before"].max().items()}
+            window = campaign.resend_after
+            refused = [
+                str(user) in last and last[str(user)] > opens - window
+                for user, opens in zip(rows["user_id"].tolist(), rows["not_before"].tolist(), strict=True)
+            ]
+            rows = rows[~np.array(refused, dtype=bool)]
+        back = (campaign.resend_after or timedelta(0)) + timedelta(days=1)
+        for day, day_users in rows.groupby("local_day", sort=False)["user_id"]:
             weeks = weeks_between(day - back, day)
-            for user in users.tolist():
+            for user in day_users.tolist():
                 wanted.setdefault(user, set()).update(weeks)
-    return wanted
+    return users, wanted
 
 
 def plan_campaign(campaign_id: str, scheduled_at: datetime, deps: PlannerDependencies) -> RunSummary:
@@ -323,12 +344,11 @@ def _plan_slot(  # noqa: PLR0917
         context = PlanContext(other, ruleset.policy, run, reference)
         evaluations.append(evaluate_audience(context, audience, suppression))
         audiences[other.id] = audience
-    wanted = _usage_keys(evaluations)
-    if wanted:
-        users = set(wanted)
-        stored = deps.usage.usage_of(wanted, threads=deps.read_threads)
-        pending = read_pending(deps.data)
+    if any((e.frame["outcome"] == PENDING).any() for e in evaluations):
         runs = {evaluation.context.run_id for evaluation in evaluations}
+        pending = read_pending(deps.data)
+        users, wanted = _usage_keys(evaluations, relevant_pending(pending, runs))
+        stored = deps.usage.usage_of(wanted, threads=deps.read_threads) if wanted else {}
         arbitrate(ruleset.policy, evaluations, with_pending(stored, pending, users, runs))
         # Recorded before anything is enqueued: a crash in between only makes the next slot careful.
         write_pending(deps.data, updated_pending(pending, evaluations, stored, now))
