@@ -30,7 +30,7 @@ from funnelcast.sending.providers.http import (
     hmac_signature,
 )
 from funnelcast.sending.render import RenderedMessage
-from funnelcast.sending.state import DynamoSendStates
+from funnelcast.sending.state import DynamoSendStates, FinalState, SendStateError
 
 REGION = "ap-northeast-2"
 NO_SLEEP = RetryPolicy(attempts=3, sleep=lambda _: None)
@@ -233,9 +233,7 @@ def test_webhook_refuses_hosts_off_the_allowlist() -> None:
         hook.send(request("webhook", Contact()))
 
 
-@pytest.mark.usefixtures("aws_mock")
-def test_dynamo_send_states_claim_once_and_expire() -> None:
-    ddb = boto3.client("dynamodb", region_name=REGION)
+def _state_table(ddb: Any) -> None:
     ddb.create_table(
         TableName="state",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -245,13 +243,54 @@ def test_dynamo_send_states_claim_once_and_expire() -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+@pytest.mark.usefixtures("aws_mock")
+def test_dynamo_send_states_claim_once_and_expire() -> None:
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    _state_table(ddb)
     states = DynamoSendStates("state", dynamodb_client=ddb)
     now, lease = datetime(2026, 12, 1, tzinfo=UTC), timedelta(minutes=5)
     assert states.claim("s1", "sms", now, lease).status == "claimed"
     assert states.claim("s1", "sms", now, lease).status == "in_flight"
     assert states.claim("s1", "sms", now + lease, lease).status == "expired"
-    states.finish("s1", "handed_off", now, channel="email")
+    states.finish_all([FinalState("s1", "handed_off", "email")], now)
     assert states.claim("s1", "sms", now, lease).status == "handed_off"
     assert states.claim("s1", "email", now, lease).status == "claimed"
-    states.finish("s1", "done", now)
+    states.finish_all([FinalState("s1", "done", "email")], now)
     assert states.claim("s1", "email", now + timedelta(days=1), lease).status == "done"
+
+
+@pytest.mark.usefixtures("aws_mock")
+def test_a_jobs_final_states_are_written_25_per_batch_request() -> None:
+    # Given 60 claimed sends of one job (one of them listed twice: its last state counts)
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    _state_table(ddb)
+    states = DynamoSendStates("state", dynamodb_client=ddb)
+    now, lease = datetime(2026, 12, 1, tzinfo=UTC), timedelta(minutes=5)
+    for number in range(60):
+        states.claim(f"s{number}", "sms", now, lease)
+    finals = [FinalState(f"s{n}", "done", "sms") for n in range(60)] + [FinalState("s7", "handed_off", "email")]
+    calls: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    # When the worker records them
+    states.finish_all(finals, now)
+    # Then three BatchWriteItem requests wrote them, and a redelivery finds each settled
+    assert calls == ["BatchWriteItem"] * 3
+    assert states.claim("s0", "sms", now, lease).status == "done"
+    assert states.claim("s59", "sms", now + timedelta(days=1), lease).status == "done"
+    assert states.claim("s7", "sms", now, lease).status == "handed_off"
+    assert states.claim("s7", "email", now, lease).status == "claimed"
+
+
+def test_final_states_left_unprocessed_raise_naming_them() -> None:
+    # Given a table that keeps throttling one item
+    ddb = boto3.client("dynamodb", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
+    stubber = Stubber(ddb)
+    unprocessed = {"state": [{"PutRequest": {"Item": {"pk": {"S": "send#s1"}, "sk": {"S": "state"}}}}]}
+    for _ in range(8):
+        stubber.add_response("batch_write_item", {"UnprocessedItems": unprocessed})
+    states = DynamoSendStates("state", dynamodb_client=ddb, sleep=lambda seconds: None)
+    # When the outcome is recorded, Then the error names the send instead of dropping it silently
+    with stubber, pytest.raises(SendStateError, match=r"1 send states stayed unprocessed in state: send#s1"):
+        states.finish_all([FinalState("s1", "done", "sms")], datetime(2026, 12, 1, tzinfo=UTC))

@@ -20,7 +20,7 @@ from funnelcast.jobs import Contact, Recipient, SendJob
 from funnelcast.rules.models import Purpose, RuleSet
 from funnelcast.sending.batch import handle_batch
 from funnelcast.sending.fakes import FakeProvider, SimulatedCrashError, fake_providers
-from funnelcast.sending.state import MemorySendStates
+from funnelcast.sending.state import FinalState, MemorySendStates
 from funnelcast.sending.worker import BadJobError, JobInterruptedError, SenderDependencies, parse_job, process_job
 from funnelcast.storage import LocalStore
 
@@ -187,6 +187,30 @@ def test_kakao_refusal_falls_back_to_sms_under_the_same_reservation(
     caps: FakeCaps = deps.caps  # type: ignore[assignment]
     assert caps.reserved == {"s0001": "sms", "s0002": "kakao_brand"}
     assert caps.released == []
+
+
+def test_a_jobs_states_are_recorded_in_one_call_before_its_fallback_is_enqueued(deps: SenderDependencies) -> None:
+    # Given a state table that notes each write and what the queues held at that moment
+    queues: FakeQueues = deps.queues  # type: ignore[assignment]
+    writes: list[tuple[list[FinalState], int]] = []
+    memory = MemorySendStates()
+
+    class NotingStates:
+        def claim(self, *args: Any) -> Any:
+            return memory.claim(*args)
+
+        def finish_all(self, finals: Any, now: datetime) -> None:
+            writes.append((list(finals), len(queues.sent)))
+            memory.finish_all(finals, now)
+
+    deps.states = NotingStates()
+    # When a kakao_brand job sends to user 2 and hands user 1 (no Kakao friend) to SMS
+    process_job(job([recipient(1), recipient(2)]), deps)
+    # Then one write holds both outcomes, and it happened before the SMS job was enqueued
+    assert writes == [
+        ([FinalState("s0001", "handed_off", "sms"), FinalState("s0002", "done", "kakao_brand")], 0),
+    ]
+    assert [channel for channel, _, _ in queues.sent] == ["sms"]
 
 
 def test_no_channel_left_releases_the_reservation(deps: SenderDependencies) -> None:

@@ -1,6 +1,8 @@
 """Send states for at-most-once delivery (SPEC §3), one StateTable item per send id.
 
-``claim`` is a conditional put made BEFORE the provider call. The item moves through:
+``claim`` is a conditional put made BEFORE the provider call; ``finish_all`` records the outcomes of
+a job's sends at once (BatchWriteItem, 25 per request) once their provider calls are over. The
+item moves through:
 
 - ``in_flight`` (with ``lease_until``): a worker is calling the provider now;
 - ``done`` / ``failed`` / ``unknown``: final, a redelivered message never sends again;
@@ -13,7 +15,10 @@ recorded ``unknown``, never resent.
 
 from __future__ import annotations
 
+import random
 import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -24,6 +29,8 @@ from funnelcast.errors import FunnelcastError
 ClaimStatus = Literal["claimed", "done", "in_flight", "expired", "handed_off"]
 FINAL_STATES = frozenset({"done", "failed", "unknown"})
 STATE_RETENTION = timedelta(days=35)  # longer than any SQS retention + DLQ replay
+BATCH_WRITE_LIMIT = 25
+_MAX_BATCH_ATTEMPTS = 8
 
 
 class SendStateError(FunnelcastError):
@@ -36,9 +43,19 @@ class Claim:
     state: str = ""
 
 
+@dataclass(frozen=True)
+class FinalState:
+    """Where a send stands after its provider call: ``state`` on ``channel`` (for ``handed_off``, the
+    channel that may claim it next)."""
+
+    send_id: str
+    state: str
+    channel: str
+
+
 class SendStates(Protocol):
     def claim(self, send_id: str, channel: str, now: datetime, lease: timedelta) -> Claim: ...
-    def finish(self, send_id: str, state: str, now: datetime, *, channel: str = "") -> None: ...
+    def finish_all(self, finals: Sequence[FinalState], now: datetime) -> None: ...
 
 
 def _key(send_id: str) -> dict[str, dict[str, str]]:
@@ -48,9 +65,12 @@ def _key(send_id: str) -> dict[str, dict[str, str]]:
 class DynamoSendStates:
     """``SendStates`` on the StateTable (pk ``send#<id>``, sk ``state``, TTL ``expires_at``)."""
 
-    def __init__(self, table_name: str, *, dynamodb_client: Any = None) -> None:
+    def __init__(
+        self, table_name: str, *, dynamodb_client: Any = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
+        self._sleep = sleep
 
     @property
     def _ddb(self) -> Any:
@@ -93,24 +113,41 @@ class DynamoSendStates:
         lease_until = int(existing.get("lease_until", {}).get("N", "0"))
         return _classify(state, lease_until, now)
 
-    def finish(self, send_id: str, state: str, now: datetime, *, channel: str = "") -> None:
-        names = {"#s": "state", "#u": "updated_at"}
-        values: dict[str, Any] = {":s": {"S": state}, ":u": {"S": now.isoformat()}}
-        update = "SET #s = :s, #u = :u"
-        if channel:
-            names["#c"] = "channel"
-            values[":c"] = {"S": channel}
-            update += ", #c = :c"
-        try:
-            self._ddb.update_item(
-                TableName=self.table_name,
-                Key=_key(send_id),
-                UpdateExpression=update,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except Exception as exc:
-            raise SendStateError(f"cannot mark send {send_id} {state}: {error_code(exc) or exc}") from exc
+    def finish_all(self, finals: Sequence[FinalState], now: datetime) -> None:
+        """Write every final state, whole items without condition: only the claim holder finishes.
+
+        Unprocessed items (throttling) are retried with backoff; raises :class:`SendStateError` when
+        the table refuses the batch or keeps items unprocessed.
+        """
+        latest = {final.send_id: final for final in finals}  # one key may appear once per batch
+        requests = [{"PutRequest": {"Item": self._final_item(final, now)}} for final in latest.values()]
+        for start in range(0, len(requests), BATCH_WRITE_LIMIT):
+            self._batch_write(requests[start : start + BATCH_WRITE_LIMIT])
+
+    def _final_item(self, final: FinalState, now: datetime) -> dict[str, Any]:
+        return {
+            **_key(final.send_id),
+            "state": {"S": final.state},
+            "channel": {"S": final.channel},
+            "updated_at": {"S": now.isoformat()},
+            "expires_at": {"N": str(int((now + STATE_RETENTION).timestamp()))},
+        }
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        pending = requests
+        for attempt in range(_MAX_BATCH_ATTEMPTS):
+            try:
+                answer = self._ddb.batch_write_item(RequestItems={self.table_name: pending})
+            except Exception as exc:
+                raise SendStateError(
+                    f"cannot record {len(pending)} send states in {self.table_name}: {error_code(exc) or exc}"
+                ) from exc
+            pending = answer.get("UnprocessedItems", {}).get(self.table_name, [])
+            if not pending:
+                return
+            self._sleep(min(1.0, 0.05 * 2**attempt) * random.random())  # noqa: S311 - jitter, not crypto
+        ids = [r["PutRequest"]["Item"]["pk"]["S"] for r in pending]
+        raise SendStateError(f"{len(ids)} send states stayed unprocessed in {self.table_name}: {', '.join(ids[:5])}")
 
 
 def _classify(state: str, lease_until: int, now: datetime) -> Claim:
@@ -148,9 +185,8 @@ class MemorySendStates:
             assert item is not None
             return _classify(item["state"], item["lease_until"], now)
 
-    def finish(self, send_id: str, state: str, now: datetime, *, channel: str = "") -> None:
+    def finish_all(self, finals: Sequence[FinalState], now: datetime) -> None:
+        del now
         with self._lock:
-            item = self.items.setdefault(send_id, {"state": state, "channel": channel, "lease_until": 0})
-            item["state"] = state
-            if channel:
-                item["channel"] = channel
+            for final in finals:
+                self.items[final.send_id] = {"state": final.state, "channel": final.channel, "lease_until": 0}

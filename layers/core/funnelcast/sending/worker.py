@@ -1,7 +1,8 @@
 """The channel worker: one ``SendJob`` in, one outcome per recipient out (SPEC §3).
 
 Per recipient: active-set check -> send window -> cap reservation -> at-most-once claim ->
-render + compliance -> provider (concurrently, bounded) -> state + delivery record. A refusal hands
+render + compliance -> provider (concurrently, bounded) -> the job's final states in one batch ->
+delivery records. A refusal hands
 the recipient to the next channel of its waterfall under the same reservation; a retryable error
 makes the SQS record fail (partial batch response) with the reservation kept and the claim
 released; a final failure releases the reservation.
@@ -26,7 +27,7 @@ from funnelcast.jobs import DeliveryRecord, DeliveryStatus, Recipient, SendJob
 from funnelcast.rules.models import Campaign, Channel, RuleSet
 from funnelcast.sending.providers.base import AmbiguousProviderError, Provider, ProviderRequest
 from funnelcast.sending.render import RenderedMessage, RenderRequest, render_message
-from funnelcast.sending.state import SendStates
+from funnelcast.sending.state import FinalState, SendStates
 from funnelcast.sending.windows import next_window
 from funnelcast.storage import ObjectStore
 
@@ -174,6 +175,10 @@ def process_job(job: SendJob, deps: SenderDependencies) -> JobOutcome:
             results.append(future.result())
         except Exception as exc:  # one recipient's unexpected error must not lose the others' rows
             crash = crash or exc
+    # Recorded before any follow-up enqueue (a fallback channel must find its handed_off claim) and
+    # before SQS sees a retry; a worker dying before this line leaves its claims in flight, which
+    # expire into ``unknown``: never resent.
+    deps.states.finish_all([result.final for result in results if result.final is not None], now)
     fallback: dict[str, list[Recipient]] = {}
     for result in results:
         if result.record is not None:
@@ -246,6 +251,7 @@ class _Result:
     fallback_to: str | None = None
     fallback_recipient: Recipient | None = None
     latency_ms: float | None = None
+    final: FinalState | None = None  # the state to record once the job's provider calls are over
 
 
 def _send_one(  # noqa: PLR0917
@@ -259,6 +265,10 @@ def _send_one(  # noqa: PLR0917
 ) -> _Result:
     channel = job.channel.value
     send_id = recipient.send_id
+
+    def final(state: str, on_channel: str = channel) -> FinalState:
+        return FinalState(send_id, state, on_channel)
+
     local_day = now.astimezone(ZoneInfo(recipient.timezone)).date()
     reservation = Reservation(
         user_id=recipient.user_id,
@@ -278,7 +288,7 @@ def _send_one(  # noqa: PLR0917
         if job.fallback_from is not None:
             # The first channel's place is still held: nothing went out, so give it back.
             deps.caps.release(reservation)
-            deps.states.finish(send_id, "failed", now)
+            return _Result(_record(job, recipient, now, DeliveryStatus.CAPPED, reason), final=final("failed"))
         return _Result(_record(job, recipient, now, DeliveryStatus.CAPPED, reason))
     claim = deps.states.claim(send_id, channel, now, deps.lease)
     if claim.status in {"done", "handed_off"}:
@@ -288,8 +298,9 @@ def _send_one(  # noqa: PLR0917
         return _Result(retry=True)
     if claim.status == "expired":
         # A worker died between the provider call and its record: ambiguous, never resent.
-        deps.states.finish(send_id, "unknown", now)
-        return _Result(_record(job, recipient, now, DeliveryStatus.UNKNOWN, "unknown:worker_lost"))
+        return _Result(
+            _record(job, recipient, now, DeliveryStatus.UNKNOWN, "unknown:worker_lost"), final=final("unknown")
+        )
     variant = next((v for v in campaign.variants if v.id == recipient.variant_id), None)
     message = variant.messages.get(job.channel) if variant is not None else None
     try:
@@ -314,37 +325,49 @@ def _send_one(  # noqa: PLR0917
     except TemplateRenderError as exc:
         deps.log("template failed", {"send_id": send_id, "error": str(exc)})
         deps.caps.release(reservation)
-        deps.states.finish(send_id, "failed", now)
         reason = "failed:sms_too_long" if str(exc).startswith("sms_too_long") else "failed:template"
-        return _Result(_record(job, recipient, now, DeliveryStatus.FAILED, reason))
+        return _Result(_record(job, recipient, now, DeliveryStatus.FAILED, reason), final=final("failed"))
     request = ProviderRequest(send_id, job.campaign_id, recipient.user_id, job.purpose, recipient.contact, rendered)
     started = time.perf_counter()
     try:
         message_id = provider.send(request)
     except AmbiguousProviderError as exc:
-        deps.states.finish(send_id, "unknown", now)
         return _Result(
-            _record(job, recipient, now, DeliveryStatus.UNKNOWN, f"unknown:{exc.reason}"), latency_ms=_ms(started)
+            _record(job, recipient, now, DeliveryStatus.UNKNOWN, f"unknown:{exc.reason}"),
+            latency_ms=_ms(started),
+            final=final("unknown"),
         )
     except ProviderError as exc:
         latency = _ms(started)
         if exc.retryable:
-            deps.states.finish(send_id, "released", now)
-            return _Result(retry=True, latency_ms=latency)
+            return _Result(retry=True, latency_ms=latency, final=final("released"))
         if exc.refused:
             remaining = [c for c in recipient.waterfall if c != job.channel]
             if remaining:
-                deps.states.finish(send_id, "handed_off", now, channel=remaining[0].value)
                 moved = recipient.model_copy(update={"waterfall": remaining})
-                return _Result(fallback_to=remaining[0].value, fallback_recipient=moved, latency_ms=latency)
+                return _Result(
+                    fallback_to=remaining[0].value,
+                    fallback_recipient=moved,
+                    latency_ms=latency,
+                    final=final("handed_off", remaining[0].value),
+                )
             deps.caps.release(reservation)
-            deps.states.finish(send_id, "failed", now)
-            return _Result(_record(job, recipient, now, DeliveryStatus.FAILED, "no_channel"), latency_ms=latency)
+            return _Result(
+                _record(job, recipient, now, DeliveryStatus.FAILED, "no_channel"),
+                latency_ms=latency,
+                final=final("failed"),
+            )
         deps.caps.release(reservation)
-        deps.states.finish(send_id, "failed", now)
-        return _Result(_record(job, recipient, now, DeliveryStatus.FAILED, f"failed:{exc.reason}"), latency_ms=latency)
-    deps.states.finish(send_id, "done", now)
-    return _Result(_record(job, recipient, now, DeliveryStatus.SENT, "sent", message_id), latency_ms=_ms(started))
+        return _Result(
+            _record(job, recipient, now, DeliveryStatus.FAILED, f"failed:{exc.reason}"),
+            latency_ms=latency,
+            final=final("failed"),
+        )
+    return _Result(
+        _record(job, recipient, now, DeliveryStatus.SENT, "sent", message_id),
+        latency_ms=_ms(started),
+        final=final("done"),
+    )
 
 
 def _ms(started: float) -> float:
