@@ -58,6 +58,7 @@ from funnelcast.errors import ConfigurationError, FunnelcastError
 DEFAULT_START = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
 DEFAULT_TICK = timedelta(minutes=15)
 EXPORT_EVERY = timedelta(hours=6)
+FEED_DRAIN_EVERY = 100  # feedback messages published between two drains of the queues
 EVENTS_PER_USER_PER_DAY = 1.2
 LOCAL_ZONE = ZoneInfo("Asia/Seoul")
 REGION = "ap-northeast-2"
@@ -689,6 +690,12 @@ class DemoRun:
         if hasattr(self, "dispatcher"):
             self.dispatcher.drain()
 
+    def _drain_every(self, published: int) -> None:
+        """Drain while a burst of feedback is being filled in, as the event source mapping polls all the
+        time: moto's ReceiveMessage scans the whole queue per message, so a deep queue costs O(n^2)."""
+        if published % FEED_DRAIN_EVERY == 0:
+            self._drain()
+
     def _target(self, firing: Firing) -> str:
         arn = firing.definition.target_arn
         for logical_id, candidate in self.local.arns.items():
@@ -821,20 +828,23 @@ class DemoRun:
         push = [r for r in reactions if r.channel == "push" and r.kind == "delivered"]
         vendor = [r for r in reactions if r.channel not in {"email", "push"} and r.kind != "purchase"]
         sns, sqs = self.local.client("sns"), self.local.client("sqs")
-        with RequestCounter.simulating():  # SES, SNS and the vendors do this, not the pipeline
-            topic = self.local.names["SesEventsTopic"]
-            for start in range(0, len(email), 10):
-                entries = [
-                    {"Id": str(i), "Message": json.dumps(ses_record(r, self.settings.ses_from_address))}
-                    for i, r in enumerate(email[start : start + 10])
-                ]
+        topic = self.local.names["SesEventsTopic"]
+        for start in range(0, len(email), 10):
+            entries = [
+                {"Id": str(i), "Message": json.dumps(ses_record(r, self.settings.ses_from_address))}
+                for i, r in enumerate(email[start : start + 10])
+            ]
+            with RequestCounter.simulating():  # SES, SNS and the vendors do this, not the pipeline
                 sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
-            for start in range(0, len(push), 10):
-                entries = [
-                    {"Id": str(i), "MessageBody": json.dumps(push_status_record(r))}
-                    for i, r in enumerate(push[start : start + 10])
-                ]
+            self._drain_every(start + len(entries))
+        for start in range(0, len(push), 10):
+            entries = [
+                {"Id": str(i), "MessageBody": json.dumps(push_status_record(r))}
+                for i, r in enumerate(push[start : start + 10])
+            ]
+            with RequestCounter.simulating():
                 sqs.send_message_batch(QueueUrl=self.settings.feedback_queue_url, Entries=entries)
+            self._drain_every(start + len(entries))
         if vendor:
             secret = self.local.secrets.get(self.settings.feedback_secret_parameter, "")
             body = {"reports": [vendor_report(r) for r in vendor]}
