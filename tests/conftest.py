@@ -8,9 +8,28 @@ from pathlib import Path
 import pytest
 
 from funnelcast.local.aws_env import DEFAULT_REGION, FAKE_CREDENTIALS, LocalAws, create_resources, reset_caches
+from funnelcast.storage import LocalStore
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "template.yaml"
+
+
+class CountingStore(LocalStore):
+    """A LocalStore that remembers every key read (``reads``): for tests of what a reader fetches."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def get_bytes(self, key: str) -> bytes:
+        self.reads.append(key)
+        return super().get_bytes(key)
+
+
+@pytest.fixture
+def counting_store(tmp_path: Path) -> CountingStore:
+    """An empty local data root under ``tmp_path`` that counts its reads."""
+    return CountingStore(tmp_path / "data")
 
 
 @pytest.fixture

@@ -261,28 +261,16 @@ def test_rebuild_writes_what_the_planner_reads(store: LocalStore) -> None:
     assert Suppressions.for_campaign(snapshot, promo, T0 + timedelta(days=91)).topic == frozenset()
 
 
-class CountingStore(LocalStore):
-    """A LocalStore remembering the keys read."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.reads: list[str] = []
-
-    def get_bytes(self, key: str) -> bytes:
-        self.reads.append(key)
-        return super().get_bytes(key)
-
-
 def keyed(frame: pd.DataFrame) -> set[tuple[object, ...]]:
     return {
         tuple(None if pd.isna(v) else v for v in (r.user_id, r.channel, r.topic, r.reason)) for r in frame.itertuples()
     }
 
 
-def test_an_unsubscribe_is_applied_reading_only_the_recent_deliveries(tmp_path: Path) -> None:
+def test_an_unsubscribe_is_applied_reading_only_the_recent_deliveries(counting_store: Any) -> None:
     # Given a month of deliveries (one file a day), a running topic pause of user 5, and the whole
     # log rebuilt once
-    store = CountingStore(tmp_path / "data")
+    store = counting_store
     for day in range(30):
         sent = T0 + timedelta(days=day)
         store.put_bytes(

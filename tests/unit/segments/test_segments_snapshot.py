@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -79,20 +80,8 @@ def test_second_run_counts_entered_and_exited(tmp_path: Path, ruleset: RuleSet) 
     assert {"rfm_r", "rfm_f", "rfm_m", "rfm_code"} <= set(snapshot.features.columns)
 
 
-class CountingStore(LocalStore):
-    """A LocalStore that remembers every key read."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.reads: list[str] = []
-
-    def get_bytes(self, key: str) -> bytes:
-        self.reads.append(key)
-        return super().get_bytes(key)
-
-
-def test_warm_reader_reads_only_the_pointer_until_it_moves(tmp_path: Path, ruleset: RuleSet) -> None:
-    store = CountingStore(tmp_path)
+def test_warm_reader_reads_only_the_pointer_until_it_moves(counting_store: Any, ruleset: RuleSet) -> None:
+    store = counting_store
     recompute(ruleset, store, store, AT, "run-1", dataset=_frames([1, 2]))
     reader = LatestSnapshotReader()
     first = reader(store)
