@@ -530,7 +530,7 @@ class DemoRun:
             delayed = DelayedSends(SqsJobQueues(settings), self.clock)
             self.delayed.append(delayed)
             deps.providers = {channel: fake}
-            deps.concurrency = 1  # EXPERIMENT
+            deps.concurrency = 1  # one process with moto: parallel sends only add thread switches here
             deps.clock = self.clock
             deps.queues = delayed
             deps.log = self._log(f"sender:{channel}")
