@@ -62,8 +62,8 @@ pytest: venv
 		$(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS); \
 	fi
 
-# A quick run by default (about 70 s): under moto every DynamoDB conditional write costs ~35 ms, so the
-# full `funnelcast demo` defaults (5,000 users, 7 days) take about 20 minutes. Full run:
+# A quick run by default (about 45 s): moto's DynamoDB costs 12-19 ms per conditional write, so the
+# full `funnelcast demo` defaults (5,000 users, 7 days) take about 4.5 minutes. Full run:
 #   make demo DEMO_ARGS="--users 5000 --days 7"
 DEMO_ARGS ?= --users 1000 --days 2
 demo: venv
