@@ -233,7 +233,10 @@ def test_webhook_refuses_hosts_off_the_allowlist() -> None:
         hook.send(request("webhook", Contact()))
 
 
-def _state_table(ddb: Any) -> None:
+@pytest.fixture
+def state_ddb(aws_mock: None) -> Any:
+    """A DynamoDB client with an empty ``state`` table shaped like the StateTable."""
+    ddb = boto3.client("dynamodb", region_name=REGION)
     ddb.create_table(
         TableName="state",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -243,14 +246,15 @@ def _state_table(ddb: Any) -> None:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+    return ddb
 
 
-@pytest.mark.usefixtures("aws_mock")
-def test_dynamo_send_states_claim_once_and_expire() -> None:
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    _state_table(ddb)
-    states = DynamoSendStates("state", dynamodb_client=ddb)
-    now, lease = datetime(2026, 12, 1, tzinfo=UTC), timedelta(minutes=5)
+STATES_NOW, LEASE = datetime(2026, 12, 1, tzinfo=UTC), timedelta(minutes=5)
+
+
+def test_dynamo_send_states_claim_once_and_expire(state_ddb: Any) -> None:
+    states = DynamoSendStates("state", dynamodb_client=state_ddb)
+    now, lease = STATES_NOW, LEASE
     assert states.claim("s1", "sms", now, lease).status == "claimed"
     assert states.claim("s1", "sms", now, lease).status == "in_flight"
     assert states.claim("s1", "sms", now + lease, lease).status == "expired"
@@ -261,13 +265,11 @@ def test_dynamo_send_states_claim_once_and_expire() -> None:
     assert states.claim("s1", "email", now + timedelta(days=1), lease).status == "done"
 
 
-@pytest.mark.usefixtures("aws_mock")
-def test_a_jobs_final_states_are_written_25_per_batch_request() -> None:
+def test_a_jobs_final_states_are_written_25_per_batch_request(state_ddb: Any) -> None:
     # Given 60 claimed sends of one job (one of them listed twice: its last state counts)
-    ddb = boto3.client("dynamodb", region_name=REGION)
-    _state_table(ddb)
+    ddb = state_ddb
     states = DynamoSendStates("state", dynamodb_client=ddb)
-    now, lease = datetime(2026, 12, 1, tzinfo=UTC), timedelta(minutes=5)
+    now, lease = STATES_NOW, LEASE
     for number in range(60):
         states.claim(f"s{number}", "sms", now, lease)
     finals = [FinalState(f"s{n}", "done", "sms") for n in range(60)] + [FinalState("s7", "handed_off", "email")]
