@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -24,13 +25,13 @@ from funnelcast.sending.providers.http import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     KakaoHttpProvider,
-    RetryPolicy,
     WebhookProvider,
     allow_loopback_too,
     hmac_signature,
 )
 from funnelcast.sending.render import RenderedMessage
-from funnelcast.sending.state import DynamoSendStates, FinalState, SendStateError
+from funnelcast.sending.retry import RetryPolicy
+from funnelcast.sending.state import BATCH_RETRY, DynamoSendStates, FinalState, SendStateError
 
 REGION = "ap-northeast-2"
 NO_SLEEP = RetryPolicy(attempts=3, sleep=lambda _: None)
@@ -290,9 +291,9 @@ def test_final_states_left_unprocessed_raise_naming_them() -> None:
     ddb = boto3.client("dynamodb", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
     stubber = Stubber(ddb)
     unprocessed = {"state": [{"PutRequest": {"Item": {"pk": {"S": "send#s1"}, "sk": {"S": "state"}}}}]}
-    for _ in range(8):
+    for _ in range(BATCH_RETRY.attempts):
         stubber.add_response("batch_write_item", {"UnprocessedItems": unprocessed})
-    states = DynamoSendStates("state", dynamodb_client=ddb, sleep=lambda seconds: None)
+    states = DynamoSendStates("state", dynamodb_client=ddb, retry=replace(BATCH_RETRY, sleep=lambda _: None))
     # When the outcome is recorded, Then the error names the send instead of dropping it silently
     with stubber, pytest.raises(SendStateError, match=r"1 send states stayed unprocessed in state: send#s1"):
         states.finish_all([FinalState("s1", "done", "sms")], datetime(2026, 12, 1, tzinfo=UTC))

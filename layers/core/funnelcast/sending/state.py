@@ -15,22 +15,21 @@ recorded ``unknown``, never resent.
 
 from __future__ import annotations
 
-import random
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from funnelcast.aws.clients import client, error_code
 from funnelcast.errors import FunnelcastError
+from funnelcast.sending.retry import RetryPolicy
 
 ClaimStatus = Literal["claimed", "done", "in_flight", "expired", "handed_off"]
 FINAL_STATES = frozenset({"done", "failed", "unknown"})
 STATE_RETENTION = timedelta(days=35)  # longer than any SQS retention + DLQ replay
 BATCH_WRITE_LIMIT = 25
-_MAX_BATCH_ATTEMPTS = 8
+BATCH_RETRY = RetryPolicy(attempts=8, base_seconds=0.05, cap_seconds=1.0)  # unprocessed items: throttling
 
 
 class SendStateError(FunnelcastError):
@@ -65,12 +64,10 @@ def _key(send_id: str) -> dict[str, dict[str, str]]:
 class DynamoSendStates:
     """``SendStates`` on the StateTable (pk ``send#<id>``, sk ``state``, TTL ``expires_at``)."""
 
-    def __init__(
-        self, table_name: str, *, dynamodb_client: Any = None, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
+    def __init__(self, table_name: str, *, dynamodb_client: Any = None, retry: RetryPolicy = BATCH_RETRY) -> None:
         self.table_name = table_name
         self._client = dynamodb_client
-        self._sleep = sleep
+        self._retry = retry
 
     @property
     def _ddb(self) -> Any:
@@ -135,7 +132,7 @@ class DynamoSendStates:
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         pending = requests
-        for attempt in range(_MAX_BATCH_ATTEMPTS):
+        for attempt in range(self._retry.attempts):
             try:
                 answer = self._ddb.batch_write_item(RequestItems={self.table_name: pending})
             except Exception as exc:
@@ -145,7 +142,7 @@ class DynamoSendStates:
             pending = answer.get("UnprocessedItems", {}).get(self.table_name, [])
             if not pending:
                 return
-            self._sleep(min(1.0, 0.05 * 2**attempt) * random.random())  # noqa: S311 - jitter, not crypto
+            self._retry.sleep(self._retry.delay(attempt))
         ids = [r["PutRequest"]["Item"]["pk"]["S"] for r in pending]
         raise SendStateError(f"{len(ids)} send states stayed unprocessed in {self.table_name}: {', '.join(ids[:5])}")
 

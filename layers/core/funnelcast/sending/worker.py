@@ -2,8 +2,8 @@
 
 Per recipient: active-set check -> send window -> cap reservation -> at-most-once claim ->
 render + compliance -> provider (concurrently, bounded) -> the job's final states in one batch ->
-delivery records. A refusal hands
-the recipient to the next channel of its waterfall under the same reservation; a retryable error
+delivery records. A refusal hands the recipient to the next channel of its waterfall under the
+same reservation; a retryable error
 makes the SQS record fail (partial batch response) with the reservation kept and the claim
 released; a final failure releases the reservation.
 """

@@ -19,7 +19,6 @@ import hmac
 import http.client
 import ipaddress
 import json
-import random
 import socket
 import ssl
 import time
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 
 from funnelcast.errors import ConfigurationError, ProviderError
 from funnelcast.sending.providers.base import AmbiguousProviderError, ProviderRequest, require_contact
+from funnelcast.sending.retry import RetryPolicy
 
 SIGNATURE_HEADER = "X-Funnelcast-Signature"
 TIMESTAMP_HEADER = "X-Funnelcast-Timestamp"
@@ -42,20 +42,6 @@ def hmac_signature(secret: bytes, timestamp: str, body: bytes) -> str:
     """``sha256=<hex>`` of ``timestamp + "\\n" + body``: the receiver recomputes it to trust us."""
     mac = hmac.new(secret, timestamp.encode() + b"\n" + body, hashlib.sha256).hexdigest()
     return f"sha256={mac}"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with full jitter (AWS architecture blog): sleep U(0, min(cap, base*2^n))."""
-
-    attempts: int = 3
-    base_seconds: float = 0.2
-    cap_seconds: float = 2.0
-    sleep: Callable[[float], None] = time.sleep
-    rng: Callable[[], float] = random.random
-
-    def delay(self, attempt: int) -> float:
-        return self.rng() * min(self.cap_seconds, self.base_seconds * 2**attempt)
 
 
 @dataclass(frozen=True)
